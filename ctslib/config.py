@@ -1,0 +1,184 @@
+"""Dataclass configs and named presets (ALGORITHM sections 2.5, 2.6, 5 "Policy", 6).
+
+A run is described by a `ModelConfig` (networks g and h, fusion, FF-Parser, preconditioning) and a
+`TrainConfig` (objective, schedules, optimiser, loss). `preset(name)` gives both; `with_variant`
+switches CTS-nM / CTS-M / CTS-FM and `released_mode` applies the authors'-code parity settings.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, replace
+
+VARIANTS = ("cts_nm", "cts_m", "cts_fm")
+FUSIONS = ("se", "concat", "add_tiled")
+OBJECTIVES = ("ct", "ict", "ect")
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """The time-conditioned UNet g (ALGORITHM 2.1)."""
+    base: int = 128
+    mult: tuple[int, ...] = (1, 1, 2, 2, 4)
+    num_res_blocks: int = 1
+    attn_resolutions: tuple[int, ...] = (16,)
+    num_heads: int = 4
+    dropout: float = 0.0
+    zero_init: bool = True
+    max_groups: int = 32
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The nnU-Net-like image encoder h with its auxiliary head (ALGORITHM 2.2)."""
+    base: int = 32
+    pools: int = 4
+    norm: str = "group"       # "group" (clean) or "batch" (released)
+    dropout: float = 0.0      # released: Dropout2d 0.5 after every encoder conv
+    max_width: int = 480      # nnU-Net v1 2-D cap
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    image_size: int = 256
+    in_channels: int = 4                   # C_img: 4 BraTS, 1 ultrasound, 3 LGG / ISIC
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    variant: str = "cts_m"
+    fusion: str = "se"
+    se_reduction: int = 16
+    detach_signals: bool = False           # paper: end-to-end; released: True
+    aux_head: bool | None = None           # None: on for cts_m/cts_fm, off for cts_nm
+    ffp_init: str = "identity"             # or "msd" (MedSegDiff N(0, 0.02^2))
+    c_noise: str = "cm"                    # 250 ln t ("cm") or ln(t)/4 ("edm")
+    released_eps: bool = False             # the authors' eps in the scalings (breaks f(x, sigma_min) = x)
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    sigma_data: float = 0.5
+    rho: float = 7.0
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose from {VARIANTS}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r}; choose from {FUSIONS}")
+
+    @property
+    def uses_encoder(self) -> bool:
+        return self.variant != "cts_nm" or bool(self.aux_head)
+
+    @property
+    def has_aux_head(self) -> bool:
+        return self.uses_encoder if self.aux_head is None else bool(self.aux_head)
+
+    @property
+    def uses_signals(self) -> bool:
+        return self.variant in ("cts_m", "cts_fm")
+
+    @property
+    def uses_ffparser(self) -> bool:
+        return self.variant == "cts_fm"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    objective: str = "ct"                  # "ct" (paper), "ict", "ect"
+    steps: int = 600_000                   # K of the schedules (released 600k; paper trains 700k)
+    batch_size: int = 8
+    lr: float = 1e-4
+    optimizer: str = "adamw"               # paper: AdamW; released: RAdam
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0                 # 0 = off (released: no clipping)
+    alpha: float = 10.0                    # L_CTS = L_CT + alpha L_S
+    metric: str = "l2"                     # "l2" or "pseudo_huber"
+    weighting: str = "karras"              # "karras", "uniform" or "ict"
+    mask_encoding: str = "pm1"             # x^m = 2m-1 ("pm1") or released {0,1} ("01")
+    # CT schedules (ALGORITHM 1.4)
+    s0: int = 2
+    s1: int = 200
+    mu0: float = 0.95
+    clamp_schedule: bool = True
+    emulate_frozen_target: bool = False
+    ema_rate: float = 0.9999
+    # iCT (ALGORITHM 6.1)
+    ict_s0: int = 10
+    ict_s1: int = 1280
+    p_mean: float = -1.1
+    p_std: float = 2.0
+    # ECT (ALGORITHM 6.2)
+    ect_double_every: int = 25_000
+    ect_q: float = 2.0
+    ect_k: float = 8.0
+    ect_b: float = 1.0
+    ect_c: float = 0.0
+    ect_precond: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose from {OBJECTIVES}")
+        for name, value, allowed in (("optimizer", self.optimizer, ("adamw", "radam")),
+                                     ("metric", self.metric, ("l2", "pseudo_huber")),
+                                     ("weighting", self.weighting, ("karras", "uniform", "ict")),
+                                     ("mask_encoding", self.mask_encoding, ("pm1", "01"))):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; choose from {allowed}")
+
+
+def _model(size, g_base, g_mult, g_attn, h_base, h_pools, **kw) -> ModelConfig:
+    return ModelConfig(image_size=size, denoiser=DenoiserConfig(base=g_base, mult=g_mult, attn_resolutions=g_attn),
+                       encoder=EncoderConfig(base=h_base, pools=h_pools), **kw)
+
+
+# name -> (ModelConfig, TrainConfig); ALGORITHM 2.6. Tutorial presets use a 0.999 evaluation EMA.
+PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
+    "paper256": (_model(256, 128, (1, 1, 2, 2, 4), (16,), 32, 4), TrainConfig()),
+    "small128": (_model(128, 64, (1, 2, 2, 4), (16,), 16, 3), TrainConfig(steps=50_000, ema_rate=0.999)),
+    "tiny64": (_model(64, 32, (1, 2, 2), (), 16, 3), TrainConfig(steps=2_000, ema_rate=0.999, batch_size=16)),
+    "test32": (_model(32, 16, (1, 2), (), 8, 2), TrainConfig(steps=400, ema_rate=0.99, batch_size=16)),
+}
+
+
+def released_mode(model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
+    """The authors'-code parity settings (ALGORITHM 5, "Policy"); the crashes (rows 10-11) stay fixed."""
+    enc = replace(model.encoder, norm="batch", dropout=0.5)
+    den = replace(model.denoiser, zero_init=False)
+    model = replace(model, encoder=enc, denoiser=den, fusion="add_tiled", detach_signals=True, released_eps=True)
+    train = replace(train, optimizer="radam", weight_decay=0.0, grad_clip=0.0, steps=600_000, s1=200,
+                    mask_encoding="01", alpha=10.0, metric="l2", weighting="karras")
+    return model, train
+
+
+PRESETS["released256"] = released_mode(*PRESETS["paper256"])
+
+
+def preset(name: str, variant: str | None = None, in_channels: int | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """Return (ModelConfig, TrainConfig) of a named preset, optionally with a variant and C_img."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    model, train = PRESETS[name]
+    if variant is not None:
+        model = with_variant(model, variant)
+    if in_channels is not None:
+        model = replace(model, in_channels=in_channels)
+    return model, train
+
+
+def with_variant(model: ModelConfig, variant: str) -> ModelConfig:
+    """Switch between CTS-nM, CTS-M and CTS-FM (ALGORITHM 2.5)."""
+    return replace(model, variant=variant)
+
+
+def to_dict(cfg) -> dict:
+    """A JSON-friendly dict of a (nested) config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def model_config_from_dict(d: dict) -> ModelConfig:
+    d = dict(d)
+    d["denoiser"] = DenoiserConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["denoiser"].items()})
+    d["encoder"] = EncoderConfig(**d["encoder"])
+    return ModelConfig(**d)
+
+
+def train_config_from_dict(d: dict) -> TrainConfig:
+    return TrainConfig(**d)
