@@ -246,10 +246,11 @@ def bootstrap_ci(
     """Seeded percentile-bootstrap CI of the mean (ALGORITHM section 7).
 
     Resamples the finite values with replacement ``n_resamples`` times using
-    ``np.random.default_rng(seed)``; returns [lo, hi] or None if no values.
+    ``np.random.default_rng(seed)``; returns [lo, hi], or None if there are no
+    values or ``n_resamples <= 0`` (bootstrap switched off, e.g. for quick validation).
     """
     v = _finite(values)
-    if v.size == 0:
+    if v.size == 0 or n_resamples <= 0:
         return None
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, v.size, size=(n_resamples, v.size))
