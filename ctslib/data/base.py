@@ -1,0 +1,35 @@
+"""What every ctslib dataset provides (ALGORITHM section 8).
+
+Items are ``(image (C,H,W) float32, mask (1,H,W) float32 in {0,1}, meta)`` with meta keys
+exactly ``case`` (str), ``slice`` (int) and ``path`` (str), so torch's default collate works.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+
+class SegDataset(Dataset):
+    """Base class: subclasses set ``in_channels``, ``image_size``, ``labelled`` and implement
+    ``__len__``, ``meta(i)`` (cheap, no decoding) and ``load(i) -> (image, mask)``."""
+
+    in_channels: int = 1
+    image_size: int = 64
+    labelled: bool = True
+
+    def meta(self, i: int) -> dict:
+        raise NotImplementedError
+
+    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _check_index(self, i: int) -> int:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for dataset of {n} items")
+        return i % n
+
+    def __getitem__(self, i: int):
+        i = self._check_index(int(i))
+        image, mask = self.load(i)
+        return image, mask, self.meta(i)
