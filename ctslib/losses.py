@@ -1,0 +1,144 @@
+"""Losses of CTS and its iCT / ECT variants (ALGORITHM 1.3 step 9, 6.1, 6.2).
+
+L_CTS = mean_batch( lambda(t_{n+1}) d(f_theta(x_{n+1}, t_{n+1}), sg f_theta^-(x_n, t_n)) + alpha L_S ).
+`ConsistencyLoss.__call__` performs steps 1-9 of one training iteration for a batch and returns the
+loss to minimise plus a dict of logged scalars; the trainer owns the optimiser and target updates.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import schedules
+from .config import ModelConfig, TrainConfig
+from .precond import karras_grid
+from .targets import RNGSnapshot
+
+
+def encode_mask(mask: torch.Tensor, encoding: str = "pm1") -> torch.Tensor:
+    """x^m = 2m - 1 in {-1,+1} ("pm1", the paper) or m itself ("01", released)."""
+    return 2.0 * mask - 1.0 if encoding == "pm1" else mask
+
+
+def l2_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """d(a,b) = mean over pixels of (a-b)^2, per sample (ALGORITHM 1.3 step 9)."""
+    return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+
+
+def pseudo_huber_distance(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
+    """d(a,b) = sqrt(||a-b||_2^2 + c^2) - c over the whole per-sample tensor (iCT sec. 3.3)."""
+    sq = (a.float() - b.float()).pow(2).flatten(1).sum(1)
+    return torch.sqrt(sq + c * c) - c
+
+
+def segmentation_loss(aux_prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L_S = mean_px (y_hat - m)^2 with the {0,1} mask as target, per sample (ALGORITHM 1.3 step 9)."""
+    return (aux_prob.float() - mask.float()).pow(2).flatten(1).mean(1)
+
+
+def euler_step(x_hi: torch.Tensor, t_hi: torch.Tensor, t_lo: torch.Tensor, x_clean: torch.Tensor) -> torch.Tensor:
+    """One Euler step of dx/dt = (x - x^m)/t from t_{n+1} to t_n (the closed form is x^m + t_n z; step 7)."""
+    shape = (-1,) + (1,) * (x_hi.ndim - 1)
+    return x_hi + (t_lo - t_hi).reshape(shape) * (x_hi - x_clean) / t_hi.reshape(shape)
+
+
+@dataclass
+class Pairs:
+    """Noise levels of one batch: the online (more noise) and teacher (less noise) levels, and weights."""
+    t_hi: torch.Tensor
+    t_lo: torch.Tensor
+    weight: torch.Tensor
+    num_scales: int
+
+
+class ConsistencyLoss:
+    """One CT / iCT / ECT loss evaluation. The teacher is `target` for CT and the online model for iCT/ECT."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig):
+        self.m, self.t = model_cfg, train_cfg
+
+    # -- noise levels ------------------------------------------------------------------------------
+    def sample_pairs(self, step: int, batch: int, generator: torch.Generator | None = None) -> Pairs:
+        """Draw (t_{n+1}, t_n) per sample following the objective's curriculum (ALGORITHM 1.4, 6.1, 6.2)."""
+        m, t = self.m, self.t
+        if t.objective == "ect":
+            t_hi = schedules.ect_sample_t(batch, generator, t.p_mean, t.p_std, m.sigma_min, m.sigma_max)
+            t_lo = schedules.ect_r(t_hi, step // t.ect_double_every, t.ect_q, t.ect_k, t.ect_b)
+            return Pairs(t_hi, t_lo, 1.0 / (t_hi - t_lo), 0)
+        if t.objective == "ict":
+            n_scales = schedules.ict_num_scales(step, t.steps, t.ict_s0, t.ict_s1)
+            grid = karras_grid(n_scales, m.sigma_min, m.sigma_max, m.rho)
+            probs = schedules.ict_index_probs(grid, t.p_mean, t.p_std)
+            idx = torch.multinomial(probs, batch, replacement=True, generator=generator)
+        else:
+            n_scales = schedules.ct_num_scales(step, t.steps, t.s0, t.s1, t.clamp_schedule)
+            grid = karras_grid(n_scales, m.sigma_min, m.sigma_max, m.rho)
+            idx = torch.randint(0, n_scales - 1, (batch,), generator=generator)
+        t_lo, t_hi = grid[idx], grid[idx + 1]
+        return Pairs(t_hi, t_lo, self.weight(t_hi, t_lo), n_scales)
+
+    def weight(self, t_hi: torch.Tensor, t_lo: torch.Tensor) -> torch.Tensor:
+        """lambda: karras 1/t^2 + 1/sd^2 at the online level, uniform 1, or iCT 1/(t_{n+1} - t_n)."""
+        if self.t.weighting == "karras":
+            return schedules.karras_weight(t_hi, self.m.sigma_data)
+        if self.t.weighting == "ict":
+            return schedules.ict_weight(t_lo, t_hi)
+        return torch.ones_like(t_hi)
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.t.objective == "ect":
+            c = self.t.ect_c
+            return pseudo_huber_distance(a, b, c) if c > 0 else (a.float() - b.float()).pow(2).flatten(1).sum(1).sqrt()
+        if self.t.metric == "pseudo_huber":
+            return pseudo_huber_distance(a, b, schedules.pseudo_huber_c(a[0].numel()))
+        return l2_distance(a, b)
+
+    # -- one evaluation ----------------------------------------------------------------------------
+    def __call__(self, model: nn.Module, teacher: nn.Module, image: torch.Tensor, mask: torch.Tensor, step: int,
+                 generator: torch.Generator | None = None, shard: tuple[int, int] = (0, 1),
+                 autocast=contextlib.nullcontext) -> tuple[torch.Tensor, dict[str, float]]:
+        """Steps 1-9: returns (L_CTS, logs). `teacher` is the target model (CT) or the online model (iCT/ECT).
+
+        With `shard=(rank, world)` the noise levels and z are drawn for the global batch (world x local)
+        and this rank keeps its share, so a data-parallel run draws exactly what one process would.
+        """
+        device = image.device
+        rank, world = shard
+        x_clean = encode_mask(mask, self.t.mask_encoding)
+        full = self.sample_pairs(step, image.shape[0] * world, generator)
+        pairs = Pairs(full.t_hi[rank::world], full.t_lo[rank::world], full.weight[rank::world], full.num_scales)
+        t_hi, t_lo = pairs.t_hi.to(device), pairs.t_lo.to(device)
+        z = torch.randn((x_clean.shape[0] * world,) + tuple(x_clean.shape[1:]), generator=generator)[rank::world]
+        z = z.to(device)
+        shape = (-1, 1, 1, 1)
+        x_hi = x_clean + t_hi.float().reshape(shape) * z      # step 1
+        x_lo = x_clean + t_lo.float().reshape(shape) * z      # step 7 (closed-form Euler step, same z)
+        edm = self.t.objective == "ect" and self.t.ect_precond
+
+        rng = RNGSnapshot(device)
+        with autocast():
+            online = model(x_hi, t_hi, image, edm_precond=edm)    # steps 2-6
+        with torch.no_grad(), rng.replay(), autocast():       # step 8: same dropout masks
+            if self.t.objective == "ect":
+                safe = t_lo.clamp(min=self.m.sigma_min)
+                target = teacher(x_lo, safe, image, edm_precond=edm).denoised
+                target = torch.where((t_lo > 0).reshape(shape), target, x_clean)
+            else:
+                target = teacher(x_lo, t_lo, image).denoised
+        target = target.detach()
+
+        l_ct = pairs.weight.to(device).float() * self.distance(online.denoised, target)
+        if online.aux_logits is not None and self.t.alpha > 0:
+            l_s = segmentation_loss(online.aux_prob, mask)
+        else:
+            l_s = torch.zeros_like(l_ct)
+        loss = (l_ct + self.t.alpha * l_s).mean()
+        logs = {"loss": loss.item(), "loss_ct": l_ct.mean().item(), "loss_s": l_s.mean().item(),
+                "num_scales": pairs.num_scales, "t_hi_mean": float(t_hi.float().mean())}
+        if not math.isfinite(logs["loss"]):
+            logs["nonfinite"] = 1.0
+        return loss, logs

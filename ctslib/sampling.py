@@ -1,0 +1,92 @@
+"""Sampling the consistency model (ALGORITHM section 3).
+
+- one step: y = clamp(f_theta(sigma_max z, sigma_max; x^d), -1, 1)
+- multistep: CM Algorithm 1 over descending levels tau_1 = sigma_max > ... > tau_S > sigma_min
+- ensemble of E samples: mean, foreground probability, std and vote-variance uncertainty maps.
+Every call also returns the auxiliary-head probability y_hat (deterministic; no sampling uncertainty).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .model import CTSModel
+
+
+@dataclass
+class Segmentation:
+    """What one sampling call returns, all (B,1,H,W) float32 on the model's device."""
+    sample_mean: torch.Tensor          # ybar: mean of the E consistency samples, in mask units
+    prob: torch.Tensor                 # foreground probability p from ybar
+    mask: torch.Tensor                 # the consistency mask (ybar > threshold), {0,1}
+    std: torch.Tensor                  # std over the E samples (0 for E = 1)
+    vote_variance: torch.Tensor        # q(1-q), q = fraction of members voting foreground (<= 0.25)
+    aux_prob: torch.Tensor | None      # y_hat of the image encoder head
+    aux_mask: torch.Tensor | None      # y_hat > 0.5
+    steps: int
+    members: int
+
+
+def mask_threshold(mask_encoding: str = "pm1") -> float:
+    """Fixed thresholds: 0 for {-1,+1} training masks, 0.5 for released {0,1} masks (ALGORITHM 3)."""
+    return 0.0 if mask_encoding == "pm1" else 0.5
+
+
+def to_probability(y: torch.Tensor, mask_encoding: str = "pm1") -> torch.Tensor:
+    """Foreground probability from a sample in mask units: (y+1)/2 for pm1, y itself (clamped) for 01."""
+    return ((y + 1) / 2).clamp(0, 1) if mask_encoding == "pm1" else y.clamp(0, 1)
+
+
+def seeded_noise(shape: Sequence[int], seeds: Sequence[int], device) -> torch.Tensor:
+    """z ~ N(0, I) of `shape` with one seeded torch.Generator per sample, so a slice's noise never depends on its batch."""
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    return torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in gens]).to(device)
+
+
+@torch.no_grad()
+def consistency_sample(model: CTSModel, image: torch.Tensor, levels: Sequence[float] | None = None,
+                       seeds: Sequence[int] | None = None, encoded=None) -> torch.Tensor:
+    """CM Algorithm 1: x0 = f(sigma_max z, sigma_max); for tau_s: x = x0 + sqrt(tau^2 - sigma_min^2) z_s, x0 = f(x, tau_s).
+
+    levels: descending noise levels after sigma_max (empty or None = one step). Returns clamp(x0, -1, 1).
+    """
+    cfg = model.cfg
+    b, _, h, w = image.shape
+    seeds = list(range(b)) if seeds is None else list(seeds)
+    if encoded is None:
+        encoded = model.encode(image)
+    x = cfg.sigma_max * seeded_noise((b, 1, h, w), seeds, image.device)
+    sigma = torch.full((b,), cfg.sigma_max, device=image.device, dtype=torch.float64)
+    x0 = model(x, sigma, image, encoded=encoded).denoised.clamp(-1, 1)
+    for s, tau in enumerate(levels or ()):
+        if not cfg.sigma_min < tau < cfg.sigma_max:
+            raise ValueError(f"multistep level {tau} must lie in (sigma_min, sigma_max)")
+        z = seeded_noise((b, 1, h, w), [sd * 1_000_003 + s + 1 for sd in seeds], image.device)
+        x = x0 + math.sqrt(tau**2 - cfg.sigma_min**2) * z
+        x0 = model(x, torch.full((b,), tau, device=image.device, dtype=torch.float64), image, encoded=encoded).denoised.clamp(-1, 1)
+    return x0
+
+
+@torch.no_grad()
+def segment(model: CTSModel, image: torch.Tensor, levels: Sequence[float] | None = None, members: int = 1,
+            seeds: Sequence[int] | None = None, mask_encoding: str = "pm1", vote: bool = False) -> Segmentation:
+    """Segment a batch: E consistency samples (each 1 + len(levels) network evaluations) and the aux head."""
+    b = image.shape[0]
+    seeds = list(range(b)) if seeds is None else list(seeds)
+    encoded = model.encode(image)
+    thr = mask_threshold(mask_encoding)
+    samples = torch.stack([consistency_sample(model, image, levels, [s * 101 + e for s in seeds], encoded)
+                           for e in range(members)])  # (E,B,1,H,W)
+    mean = samples.mean(0)
+    votes = (samples > thr).float()
+    q = votes.mean(0)
+    mask = (q > 0.5).float() if vote else (mean > thr).float()
+    aux_prob = None if encoded is None else torch.sigmoid(encoded[1].float())
+    return Segmentation(
+        sample_mean=mean, prob=to_probability(mean, mask_encoding), mask=mask,
+        std=samples.std(0, unbiased=False), vote_variance=q * (1 - q),
+        aux_prob=aux_prob, aux_mask=None if aux_prob is None else (aux_prob > 0.5).float(),
+        steps=1 + len(levels or ()), members=members)

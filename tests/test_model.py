@@ -1,0 +1,102 @@
+"""Network structure: parameter counts (ALGORITHM 2.6, 7) and the init equivalences nM = M = FM."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ctslib.config import preset
+from ctslib.model import CTSModel, count_parameters
+from ctslib.model.ffparser import FFParser
+
+
+def test_released256_parameter_counts():
+    counts = count_parameters(CTSModel(preset("released256")[0]))
+    assert counts["denoiser"] == 54_414_849
+    assert counts["image_encoder"] == 5_353_760
+    assert counts["total"] == 59_768_609
+
+
+def test_ffparser_cost_at_released_sites():
+    counts = count_parameters(CTSModel(preset("released256", "cts_fm")[0]))
+    assert counts["ffparser"] == 3_055_616
+
+
+def test_cts_nm_has_no_encoder_unless_aux_head():
+    cfg = preset("test32", "cts_nm")[0]
+    assert CTSModel(cfg).h is None
+    assert CTSModel(replace(cfg, aux_head=True)).h is not None
+
+
+def _inputs(cfg, b=3):
+    g = torch.Generator().manual_seed(3)
+    n = cfg.image_size
+    return (torch.randn(b, 1, n, n, generator=g), torch.tensor([80.0, 1.3, 0.01])[:b],
+            torch.randn(b, cfg.in_channels, n, n, generator=g))
+
+
+def _randomize(module):
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0, 0.1)
+
+
+def test_cts_m_equals_cts_nm_at_init():
+    cfg_m = preset("test32", "cts_m")[0]
+    m = CTSModel(cfg_m).eval()
+    _randomize(m.g)  # non-trivial g, but the fusion projections stay zero-initialised
+    nm = CTSModel(replace(cfg_m, variant="cts_nm")).eval()
+    nm.g.load_state_dict(m.g.state_dict())
+    x, s, img = _inputs(cfg_m)
+    assert torch.equal(m(x, s, img).denoised, nm(x, s, img).denoised)
+    # and the check can fail: a non-zero projection changes the output
+    with torch.no_grad():
+        for f in m.fusers.values():
+            f.proj.weight.normal_(0, 0.5)
+    assert not torch.allclose(m(x, s, img).denoised, nm(x, s, img).denoised)
+
+
+@pytest.mark.parametrize("fusion", ["se", "concat"])
+def test_identity_ffparser_makes_fm_equal_m(fusion):
+    cfg = replace(preset("test32", "cts_m")[0], fusion=fusion)
+    m = CTSModel(cfg).eval()
+    _randomize(m)  # signals now reach the output
+    fm = CTSModel(replace(cfg, variant="cts_fm")).eval()
+    missing, unexpected = fm.load_state_dict(m.state_dict(), strict=False)
+    assert all(k.startswith("ffparsers.") for k in missing) and not unexpected
+    x, s, img = _inputs(cfg)
+    torch.testing.assert_close(fm(x, s, img).denoised, m(x, s, img).denoised, rtol=1e-4, atol=1e-5)
+    msd = CTSModel(replace(cfg, variant="cts_fm", ffp_init="msd")).eval()
+    msd.load_state_dict(m.state_dict(), strict=False)
+    assert not torch.allclose(msd(x, s, img).denoised, m(x, s, img).denoised, atol=1e-3)
+
+
+def test_ffparser_non_square_identity():
+    e = torch.randn(2, 3, 8, 12)
+    torch.testing.assert_close(FFParser(3, 8, 12)(e), e, rtol=1e-5, atol=1e-5)
+
+
+def test_add_tiled_released_mode_runs_and_uses_signals():
+    cfg = replace(preset("test32")[0], fusion="add_tiled", detach_signals=True)
+    model = CTSModel(cfg).eval()
+    x, s, img = _inputs(cfg)
+    out = model(x, s, img)
+    assert out.denoised.shape == (3, 1, 32, 32) and out.aux_prob.shape == (3, 1, 32, 32)
+    assert count_parameters(model)["fusion"] == 0
+
+
+def test_boundary_condition_through_the_model():
+    cfg = preset("test32")[0]
+    model = CTSModel(cfg).eval()
+    _randomize(model)
+    x, _, img = _inputs(cfg)
+    out = model(x, torch.full((3,), cfg.sigma_min), img)
+    assert torch.equal(out.denoised, x)
+
+
+def test_output_shapes_and_dtype_all_variants():
+    for variant in ("cts_nm", "cts_m", "cts_fm"):
+        cfg = preset("test32", variant, in_channels=1)[0]
+        x, s, img = _inputs(cfg)
+        out = CTSModel(cfg)(x, s, img)
+        assert out.denoised.shape == x.shape and out.denoised.dtype == torch.float32
+        assert (out.aux_logits is None) == (variant == "cts_nm")
