@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     for extra in ("predict", "reproduce"):
         try:
             module = __import__(f"ctslib.{extra}", fromlist=["add_parser"])
-        except ModuleNotFoundError:
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ctslib.{extra}":   # only a subcommand not written yet is optional;
+                raise                            # a broken import inside one must not hide it
             continue
         module.add_parser(sub)
     return parser
