@@ -147,8 +147,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
                 m.to(memory_format=torch.channels_last)
     online = model
     if world > 1:
+        # Every parameter gets a gradient unless the aux head is switched off (alpha = 0).
+        unused = model_cfg.uses_encoder and train_cfg.alpha == 0
         online = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
     if run.compile:
         online = torch.compile(online)
 

@@ -26,6 +26,8 @@ class PhantomSlices(SegDataset):
         self.split, self.seed, self.diffusion = split, seed, diffusion
         self.image_size = int(image_size)
         self.in_channels = channels if kind == "mri" else 1
+        self._memo: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # items are pure functions of i: keep them
+
 
     def __len__(self) -> int:
         return self.n
@@ -34,8 +36,11 @@ class PhantomSlices(SegDataset):
         return {"case": f"phantom-{self.cfg.kind}-{self.split}-{i // 8:04d}", "slice": i % 8, "path": f"phantom:{self.cfg.kind}"}
 
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        with single_thread():
-            return self._load(i)
+        if i not in self._memo:
+            with single_thread():
+                self._memo[i] = self._load(i)
+        image, mask = self._memo[i]
+        return image.clone(), mask.clone()
 
     def _load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = make_phantom(i, self.cfg, self.seed, self.split)

@@ -8,9 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def norm_groups(channels: int, max_groups: int = 32) -> int:
-    """The largest group count <= max_groups that divides `channels` (GN(32) at full size)."""
-    for g in range(min(max_groups, channels), 0, -1):
+def norm_groups(channels: int, max_groups: int = 32, min_group_size: int = 4) -> int:
+    """The largest group count <= max_groups that divides `channels` with >= min_group_size channels a group.
+
+    GN(32) at the paper's widths (128-512 channels); narrow tutorial widths keep groups of several
+    channels instead of degenerating into instance norm.
+    """
+    for g in range(min(max_groups, max(channels // min_group_size, 1)), 0, -1):
         if channels % g == 0:
             return g
     return 1
