@@ -1,0 +1,351 @@
+"""Quality: a Table-1-style comparison of CTS and its baselines, each trained with the same budget.
+
+    python benchmarks/quality.py --data ddti --preset test32 --steps 200 --json benchmarks/results/quality_cpu_ddti.json
+    python benchmarks/quality.py --data packed:gpu_pack/lgg128.npz --preset small128 --steps auto:150 --device cuda
+
+Rows (all on the same data, batch size, optimiser, learning rate, EMA and number of steps):
+  cts_nm, cts_m, cts_fm  CTS trained by ctslib.train; scored as the one-step consistency sample,
+                         its 5-member ensemble and, separately, the auxiliary head y_hat
+  supervised             the image encoder h with its head alone (BCE + Dice loss; --supervised-loss mse for L_S)
+  diffusion              an EDM denoiser on the CTS-M network, Heun sampler, ensemble of 5
+Everything is scored on the test split by ctslib's protocol (hard masks, fixed thresholds): LGG and
+BraTS per patient (3-D Dice per volume), DDTI and the phantoms per image. The JSON (written again
+after every row, so a killed run keeps the finished rows) holds the device, the date and the full
+summaries. `--steps auto:SECONDS` measures a few steps of each row and picks the one step count
+that fits all rows' training into SECONDS.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ctslib.baselines import (EDMConfig, EDMDenoiser, EDMLoss, SupervisedConfig, SupervisedLoss,  # noqa: E402
+                              SupervisedUNet, diffusion_segmenter, evaluate_segmenter, open_any,
+                              supervised_segmenter, train_diffusion, train_supervised)
+from ctslib.baselines.bench import device_info, sync  # noqa: E402
+from ctslib.baselines.diffusion import network_evaluations  # noqa: E402
+from ctslib.baselines.packed import source_kind  # noqa: E402
+from ctslib.config import preset, with_variant  # noqa: E402
+from ctslib.device import autocast, pick_device  # noqa: E402
+from ctslib.evaluate import EvalOptions, evaluate  # noqa: E402
+from ctslib.io_utils import write_json_atomic  # noqa: E402
+from ctslib.losses import ConsistencyLoss  # noqa: E402
+from ctslib.model import CTSModel, count_parameters  # noqa: E402
+from ctslib.targets import make_copy  # noqa: E402
+from ctslib.train import RunOptions, StepBatchSampler, build_model_from_checkpoint, build_optimizer, train  # noqa: E402
+
+ROWS = {
+    "cts_nm": "CTS-nM", "cts_m": "CTS-M", "cts_fm": "CTS-FM",
+    "supervised": "Supervised U-Net (h alone)", "diffusion": "Diffusion (EDM on the CTS-M network)",
+}
+PER_VOLUME_KINDS = ("lgg", "brats", "brats-slices")
+LEVEL_LABEL = {"per_volume": "per-patient Dice", "per_slice": "per-image Dice"}
+
+
+class TimeBudgetExceeded(RuntimeError):
+    """Raised by DeadlineDataset once the row's wall-clock budget is spent."""
+
+
+class DeadlineDataset(torch.utils.data.Dataset):
+    """A view of a dataset that raises TimeBudgetExceeded after `deadline` (stops ctslib.train.train cleanly)."""
+
+    def __init__(self, base, deadline: float | None):
+        self.base, self.deadline = base, deadline
+        self.in_channels = base.in_channels
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeBudgetExceeded("time budget spent")
+        return self.base[i]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="phantom", help="dataset spec (phantom, phantom-us, lgg, ddti, lgg:PATH, ...) "
+                                                     "or packed:PATH.npz from benchmarks/pack_data.py")
+    p.add_argument("--preset", default="test32", help="model preset (test32, tiny64, small128, paper256)")
+    p.add_argument("--rows", default="cts_nm,cts_m,cts_fm,supervised,diffusion", help="comma-separated rows")
+    p.add_argument("--steps", default="200", help="training steps per row, or auto:SECONDS for all rows together")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size of every row (default: the preset's)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of every row (default: the preset's)")
+    p.add_argument("--s1", type=int, default=None, help="CT curriculum end s1 (default: the preset's; short runs want ~10)")
+    p.add_argument("--ema-rate", default="auto", help="evaluation EMA rate; auto = min(preset, 1 - 10/steps)")
+    p.add_argument("--seed", type=int, default=0, help="training and sampling seed")
+    p.add_argument("--split", default="test", help="split to score")
+    p.add_argument("--level", choices=["auto", "per_slice", "per_volume"], default="auto",
+                   help="headline Dice: per_volume (per patient) for LGG/BraTS, per_slice (per image) otherwise")
+    p.add_argument("--cts-outputs", default="one_step,ensemble,aux_head",
+                   help="CTS outputs to score: one_step, multistep, ensemble, aux_head")
+    p.add_argument("--levels", default="0.8", help="CTS multistep levels after sigma_max (if multistep is scored)")
+    p.add_argument("--members", type=int, default=5, help="ensemble size E (CTS ensemble and diffusion)")
+    p.add_argument("--diffusion-steps", type=int, default=20, help="diffusion sampler steps N")
+    p.add_argument("--diffusion-solver", choices=["heun", "euler"], default="heun", help="diffusion sampler")
+    p.add_argument("--supervised-loss", choices=["bce_dice", "mse"], default="bce_dice", help="supervised U-Net loss")
+    p.add_argument("--train-limit", type=int, default=None, help="use at most this many training items")
+    p.add_argument("--eval-limit", type=int, default=None, help="score at most this many test items")
+    p.add_argument("--eval-batch", type=int, default=32, help="evaluation batch size")
+    p.add_argument("--hd95", action=argparse.BooleanOptionalAction, default=True, help="compute HD95")
+    p.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples for the per-volume CI")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--time-budget", type=float, default=None, help="seconds for the whole run; rows that no longer "
+                                                                    "fit are skipped, a row past it is cut short")
+    p.add_argument("--work-dir", default=None, help="checkpoints and logs (default: a temporary folder, removed)")
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--tag", default="", help="free-text label stored in the JSON")
+    p.add_argument("--progress", action="store_true", help="show progress bars")
+    return p.parse_args(argv)
+
+
+def auto_ema(preset_rate: float, steps: int) -> float:
+    """min(preset rate, 1 - 10/steps): the EMA then averages roughly the last tenth of a short run."""
+    return min(preset_rate, 1.0 - 10.0 / max(steps, 20))
+
+
+def _batches(dataset, batch_size: int, seed: int, n: int, device):
+    sampler = StepBatchSampler(len(dataset), batch_size, seed, 0, n)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler)
+    for image, mask, _ in loader:
+        yield image.to(device), mask.to(device)
+
+
+def probe_seconds(row: str, mcfg, tcfg, dataset, device, warmup: int = 3, n: int = 8) -> float:
+    """Seconds per training iteration of a row (loss, backward, optimiser step; data loading included)."""
+    torch.manual_seed(0)
+    if row.startswith("cts"):
+        model = CTSModel(with_variant(mcfg, row)).to(device)
+        teacher = make_copy(model)
+        ct = ConsistencyLoss(mcfg, tcfg)
+        loss_fn = lambda m, x, y, k, g: ct(m, teacher, x, y, k, g, autocast=lambda: autocast(device))  # noqa: E731
+    elif row == "supervised":
+        model, loss_fn = SupervisedUNet(mcfg).to(device), SupervisedLoss()
+    else:
+        model, loss_fn = EDMDenoiser(mcfg).to(device), EDMLoss(mcfg, tcfg)
+    opt = build_optimizer(model, tcfg)
+    t0 = None
+    for k, (image, mask) in enumerate(_batches(dataset, tcfg.batch_size, tcfg.seed, warmup + n, device)):
+        if k == warmup:
+            sync(device)
+            t0 = time.perf_counter()
+        with autocast(device):
+            loss, _ = loss_fn(model, image, mask, k, torch.Generator().manual_seed(k))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    sync(device)
+    return (time.perf_counter() - t0) / n
+
+
+@torch.no_grad()
+def probe_diffusion_eval_seconds(mcfg, args, n_test: int, in_channels: int, device, repeats: int = 3) -> float:
+    """Estimated seconds to sample the diffusion row on the test split: batches x NFE x one forward of E*B images."""
+    model = EDMDenoiser(mcfg).to(device).eval()
+    b = min(args.eval_batch, n_test) * args.members
+    size = mcfg.image_size
+    image = torch.randn(b, in_channels, size, size, device=device)
+    x = torch.randn(b, 1, size, size, device=device)
+    sigma = torch.ones(b, device=device, dtype=torch.float64)
+    with autocast(device):
+        enc = model.encode(image)
+        model(x, sigma, image, encoded=enc)
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            model(x, sigma, image, encoded=enc)
+        sync(device)
+    per_forward = (time.perf_counter() - t0) / repeats
+    batches = -(-n_test // args.eval_batch)
+    return batches * network_evaluations(args.diffusion_steps, args.diffusion_solver) * per_forward
+
+
+def row_outputs(row: str, args) -> dict[str, dict]:
+    """What each scored output is: a description and network evaluations per image."""
+    levels = [float(x) for x in args.levels.split(",") if x.strip()]
+    if row.startswith("cts"):
+        desc = {"one_step": ("consistency sample, 1 step", 1),
+                "multistep": (f"consistency sample, {1 + len(levels)} steps", 1 + len(levels)),
+                "ensemble": (f"consistency, 1 step x {args.members}", args.members),
+                "aux_head": ("auxiliary head y_hat > 0.5", 0)}
+        return {o: {"desc": desc[o][0], "nfe": desc[o][1]} for o in args.cts_outputs.split(",") if o.strip()}
+    if row == "supervised":
+        return {"unet": {"desc": "U-Net y_hat > 0.5", "nfe": 0}}
+    nfe = network_evaluations(args.diffusion_steps, args.diffusion_solver)
+    return {"ensemble": {"desc": f"EDM {args.diffusion_solver} {args.diffusion_steps} steps x {args.members}",
+                         "nfe": nfe * args.members},
+            "aux_head": {"desc": "auxiliary head y_hat > 0.5", "nfe": 0}}
+
+
+def run_row(row: str, args, mcfg, tcfg, train_set, test_set, device, work: Path, deadline: float | None) -> dict:
+    """Train one row, score it on the test split; returns its JSON record."""
+    out = work / row
+    shutil.rmtree(out, ignore_errors=True)
+    steps = tcfg.steps
+    run = RunOptions(out=str(out), max_steps=steps, log_every=max(steps // 50, 1), eval_every=0,
+                     ckpt_every=max(steps // 4, 1), device=str(device), progress=args.progress)
+    eval_opts = EvalOptions(outputs=tuple(o for o in args.cts_outputs.split(",") if o.strip()),
+                            levels=tuple(float(x) for x in args.levels.split(",") if x.strip()),
+                            members=args.members, batch_size=args.eval_batch, seed=args.seed, hd95=args.hd95,
+                            n_bootstrap=args.n_bootstrap, progress=args.progress, limit=None)
+    record = {"row": row, "label": ROWS[row], "outputs_info": row_outputs(row, args)}
+    t0 = time.perf_counter()
+    if row.startswith("cts"):
+        cfg = with_variant(mcfg, row)
+        record["params"] = count_parameters(CTSModel(cfg))["total"]
+        truncated = False
+        try:
+            train(cfg, tcfg, DeadlineDataset(train_set, deadline), None, run, data_spec=args.data)
+        except TimeBudgetExceeded:
+            truncated = True
+            if not (out / "ckpt.pt").exists():
+                raise
+        model, info = build_model_from_checkpoint(out / "ckpt.pt", "ema", map_location="cpu")
+        model.to(device)
+        seconds = time.perf_counter() - t0
+        record["train"] = {"steps": info["step"], "requested_steps": steps, "truncated": truncated, "seconds": seconds,
+                           "img_per_s": info["step"] * tcfg.batch_size / seconds}
+        t1 = time.perf_counter()
+        results = evaluate(model, test_set, tcfg.mask_encoding, eval_opts, device)
+    elif row == "supervised":
+        sup = SupervisedConfig(loss=args.supervised_loss)
+        model, summary = train_supervised(mcfg, tcfg, train_set, run, sup, args.data, deadline)
+        record["params"] = sum(p.numel() for p in model.parameters())
+        record["loss"] = args.supervised_loss
+        record["train"] = {k: summary[k] for k in ("step", "requested_steps", "truncated", "seconds", "img_per_s")}
+        record["train"]["steps"] = record["train"].pop("step")
+        t1 = time.perf_counter()
+        results = evaluate_segmenter(supervised_segmenter(model), test_set, eval_opts, device)
+    else:
+        edm = EDMConfig(steps=args.diffusion_steps, solver=args.diffusion_solver, members=args.members)
+        model, summary = train_diffusion(mcfg, tcfg, train_set, run, edm, args.data, deadline)
+        record["params"] = sum(p.numel() for p in model.parameters())
+        record["edm"] = asdict(edm)
+        record["train"] = {k: summary[k] for k in ("step", "requested_steps", "truncated", "seconds", "img_per_s")}
+        record["train"]["steps"] = record["train"].pop("step")
+        t1 = time.perf_counter()
+        results = evaluate_segmenter(diffusion_segmenter(model, args.diffusion_steps, args.members,
+                                                         args.diffusion_solver), test_set, eval_opts, device)
+    record["eval_seconds"] = time.perf_counter() - t1
+    record["outputs"] = results
+    record["status"] = "ok" if not record["train"]["truncated"] else "ok (training cut short by the time budget)"
+    return record
+
+
+def headline(record: dict, level: str) -> dict:
+    """{output: (Dice mean, std, IoU mean)} at the headline level."""
+    out = {}
+    for name, summary in record.get("outputs", {}).items():
+        s = summary[level]
+        out[name] = (s["dice"]["mean"], s["dice"]["std"], s["iou"]["mean"])
+    return out
+
+
+def print_table(result: dict) -> None:
+    level = result["level"]
+    print(f"\n{result['data']} ({result['split']}), {LEVEL_LABEL[level]}; preset {result['preset']}, "
+          f"{result['steps']} steps x batch {result['batch_size']} per row; {result['device_name']}")
+    print(f"{'row':<30} {'output':<34} {'Dice':>16} {'IoU':>7} {'NFE':>5}")
+    for r in result["rows"]:
+        if not r["status"].startswith("ok"):
+            print(f"{r['label']:<30} {r['status']}")
+            continue
+        for name, (d, sd, j) in headline(r, level).items():
+            info = r["outputs_info"].get(name, {"desc": name, "nfe": ""})
+            cell = "n/a" if d is None else f"{d:.4f} ± {sd:.4f}"
+            print(f"{r['label']:<30} {info['desc']:<34} {cell:>16} {'n/a' if j is None else f'{j:.4f}':>7} {info['nfe']:>5}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.monotonic()
+    deadline = start + args.time_budget if args.time_budget else None
+    device = pick_device(args.device)
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    kind = source_kind(args.data)
+    level = args.level if args.level != "auto" else ("per_volume" if kind in PER_VOLUME_KINDS else "per_slice")
+    size = preset(args.preset)[0].image_size
+    train_set = open_any(args.data, "train", size, args.train_limit)
+    test_set = open_any(args.data, args.split, size, args.eval_limit)
+    mcfg, tcfg = preset(args.preset, None, train_set.in_channels)
+    tcfg = replace(tcfg, seed=args.seed, **{k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
+                                                              ("s1", args.s1)) if v is not None})
+    probes, probes_eval = {}, {}
+    if args.steps.startswith("auto:"):
+        seconds = float(args.steps.split(":", 1)[1])
+        probe_cfg = replace(tcfg, steps=1000)
+        for r in rows:
+            probes[r] = probe_seconds(r, mcfg, probe_cfg, train_set, device)
+        eval_s = probe_diffusion_eval_seconds(mcfg, args, len(test_set), train_set.in_channels, device) \
+            if "diffusion" in rows else 0.0
+        probes_eval["diffusion"] = eval_s
+        steps = max(int(max(seconds - eval_s, 0) / (sum(probes.values()) * 1.25)) // 10 * 10, 10)
+        print(f"auto steps: {steps} (probe s/step: {', '.join(f'{k} {v:.4f}' for k, v in probes.items())}; "
+              f"diffusion sampling on the test split ~{eval_s:.0f} s)", flush=True)
+    else:
+        steps = int(args.steps)
+    ema = auto_ema(tcfg.ema_rate, steps) if args.ema_rate == "auto" else float(args.ema_rate)
+    tcfg = replace(tcfg, steps=steps, ema_rate=ema)
+    info = device_info(device)
+    result = {"benchmark": "quality", "tag": args.tag, **info, "data": args.data, "data_kind": kind,
+              "source_spec": getattr(train_set, "source_spec", args.data), "split": args.split, "level": level,
+              "level_label": LEVEL_LABEL[level], "preset": args.preset, "image_size": size,
+              "in_channels": train_set.in_channels, "train_items": len(train_set), "test_items": len(test_set),
+              "test_cases": len({test_set.meta(i)["case"] for i in range(len(test_set))}),
+              "steps": steps, "batch_size": tcfg.batch_size, "lr": tcfg.lr, "optimizer": tcfg.optimizer,
+              "ema_rate": ema, "seed": args.seed, "train_config": asdict(tcfg), "probe_seconds_per_step": probes, "probe_eval_seconds": probes_eval,
+              "argv": sys.argv[1:] if argv is None else list(argv), "rows": [], "complete": False}
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="cts_quality_"))
+    durations: list[float] = []
+    try:
+        for row in rows:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            estimate = (probes[row] * steps * 1.2 + probes_eval.get(row, 0) + 5) if row in probes \
+                else (min(durations) if durations else 0)
+            if remaining is not None and remaining < estimate:
+                result["rows"].append({"row": row, "label": ROWS[row],
+                                       "status": f"skipped: time budget ({remaining:.0f} s left, ~{estimate:.0f} s needed)"})
+            else:
+                t0 = time.perf_counter()
+                print(f"[{row}] training {steps} steps ...", flush=True)
+                try:
+                    record = run_row(row, args, mcfg, tcfg, train_set, test_set, device, work, deadline)
+                except Exception as exc:  # a failing row must not lose the others
+                    traceback.print_exc()
+                    record = {"row": row, "label": ROWS[row], "status": f"failed: {type(exc).__name__}: {exc}"[:500]}
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                record["seconds_total"] = time.perf_counter() - t0
+                durations.append(record["seconds_total"])
+                result["rows"].append(record)
+                print(f"[{row}] {record['status']} in {record['seconds_total']:.1f} s", flush=True)
+            if args.json:
+                write_json_atomic(args.json, result)
+        result["complete"] = all(r["status"].startswith("ok") for r in result["rows"])
+        result["seconds"] = time.monotonic() - start
+        if args.json:
+            write_json_atomic(args.json, result)
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

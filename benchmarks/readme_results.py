@@ -1,0 +1,205 @@
+"""Write the README's results section from the committed JSON files (no hand-typed numbers).
+
+    python benchmarks/readme_results.py            # rewrite README.md between the markers
+    python benchmarks/readme_results.py --check    # exit 1 if README.md is out of date (a test runs this)
+
+Reads every benchmarks/results/*.json whose "benchmark" is "speed" or "quality" (files from
+benchmarks/speed.py and benchmarks/quality.py) and replaces only the text between
+`<!-- results:start -->` and `<!-- results:end -->`; a README without the markers gets them appended.
+GPU results come first, then CPU smoke runs; within each, files are taken in name order.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+ROW_ORDER = ("cts_nm", "cts_m", "cts_fm", "supervised", "diffusion")   # the paper's Table 1 order
+LEVEL_LABEL = {"per_volume": "per-patient Dice", "per_slice": "per-image Dice"}
+DATA_NAME = {"lgg": "LGG (brain MRI)", "ddti": "DDTI (thyroid US)", "phantom": "MRI phantom", "phantom-us": "US phantom"}
+
+
+def load_results(folder: Path) -> list[tuple[str, dict]]:
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("benchmark") in ("speed", "quality"):
+            out.append((path.name, data))
+    return sorted(out, key=lambda item: (item[1].get("device_kind") != "cuda", item[0]))
+
+
+def f(v, fmt="{:.2f}", none="n/a") -> str:
+    return none if v is None else fmt.format(v)
+
+
+def where(d: dict) -> str:
+    return f"{d.get('device_name', '?')} ({d.get('device_kind', '?')}), torch {d.get('torch', '?')}, {d.get('date', '?')[:10]}"
+
+
+# ------------------------------------------------------------------------------------------ speed
+def speed_section(name: str, d: dict) -> list[str]:
+    lines = [f"#### Speed: preset `{d['preset']}` ({d['params']['total']:,} parameters) on {where(d)}", "",
+             f"Source: `benchmarks/results/{name}`" + (" (CPU smoke run: a pipeline check, not a speed claim)"
+                                                     if d.get("device_kind") != "cuda" else ""), ""]
+    fl = d.get("flops") or {}
+    if fl:
+        lines.append(f"FLOPs (torch.utils.flop_counter): {fl['forward_per_slice'] / 1e9:.1f} GFLOP per forward per slice, "
+                     f"{fl['train_step'] / 1e12:.2f} TFLOP per training step.")
+    peaks = []
+    if d.get("peak_tflops_table"):
+        peaks.append(f"datasheet dense bf16 {d['peak_tflops_table']:.0f} TFLOP/s ({d['peak_table_name']})")
+    if d.get("peak_tflops_measured"):
+        peaks.append(f"measured matmul {d['peak_tflops_measured']:.1f} TFLOP/s")
+    if peaks:
+        lines.append("Peaks: " + "; ".join(peaks) + ".")
+    lines += ["", "| what | batch | precision / mode | ms per call | ms per slice | TFLOP/s | % of peak | % of matmul |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in d.get("items", []):
+        if r["name"] in ("flops", "peak", "profile"):
+            continue
+        mode = f"{r.get('precision', '')} / {r.get('mode', '')}"
+        if not r["status"].startswith("ok"):
+            lines.append(f"| {r['name']} | {r.get('batch', '')} | {mode} | {r['status']} | | | | |")
+            continue
+        per = f(r.get("ms_per_slice"), "{:.3f}", "")
+        if r["name"].startswith("train"):
+            per = f"{r['img_per_s']:.1f} img/s" + (f", {r['peak_mem_gib']:.1f} GiB" if r.get("peak_mem_gib") else "")
+        lines.append(f"| {r['name']} | {r['batch']} | {mode} | {r['ms']:.3f} | {per} | {f(r.get('tflops'))} | "
+                     f"{f(r.get('pct_peak_table'), '{:.1f}')} | {f(r.get('pct_peak_measured'), '{:.1f}')} |")
+    prof = next((r for r in d.get("items", []) if r["name"] == "profile" and r["status"] == "ok"), None)
+    if prof:
+        lines += ["", f"Where a one-step forward spends its time (torch.profiler, batch {prof['batch']}, {prof['precision']}): "
+                  + prof["summary"] + "."]
+    s = d.get("summary") or {}
+    if s:
+        lines.append("")
+        if "diffusion_vs_one_step_per_slice" in s:
+            lines.append(f"One step vs many: the diffusion baseline (20 Heun steps, 1 member) costs "
+                         f"{s['diffusion_vs_one_step_per_slice']:.1f}x the CTS one-step time per slice, its 5-member "
+                         f"ensemble {s['diffusion_ensemble_vs_one_step_per_slice']:.1f}x"
+                         + (f"; CTS 2-step costs {s['two_step_vs_one_step']:.2f}x." if "two_step_vs_one_step" in s else "."))
+        sp, ref = s.get("speedup_vs_reference", {}), d.get("reference", {})
+        if d.get("comparable_to_reference"):
+            lines.append(f"Against the released code (reference: {ref.get('ms_per_slice_b16')} ms/slice at batch 16, "
+                         f"{ref.get('ms_b1')} ms at batch 1, {ref.get('ms_train_step_b8')} ms per training step at batch 8): "
+                         f"their time / ours (above 1 = faster) is {f(sp.get('b16_ms_per_slice'))} at batch 16, "
+                         f"{f(sp.get('b1_latency'))} at batch 1 and {f(sp.get('train_step_b8'))} for training.")
+            met = s.get("targets_met", {})
+            lines.append("Targets: " + ", ".join(f"{k} {'met' if v else ('not met' if v is not None else 'n/a')}"
+                                                 for k, v in met.items()) + ".")
+    return lines + [""]
+
+
+# ---------------------------------------------------------------------------------------- quality
+def quality_group_key(d: dict) -> tuple:
+    return (d.get("device_kind"), d.get("device_name"), d.get("preset"), d.get("steps"), d.get("batch_size"), d.get("tag", ""))
+
+
+def quality_section(group: list[tuple[str, dict]]) -> list[str]:
+    first = group[0][1]
+    datasets = [(name, d) for name, d in group]
+    head = (f"#### Quality: preset `{first['preset']}`, {first['steps']} steps x batch {first['batch_size']} per row "
+            f"(lr {first['lr']:g}, EMA {first['ema_rate']:.4g}) on {where(first)}")
+    lines = [head, "", "Sources: " + ", ".join(f"`benchmarks/results/{n}`" for n, _ in datasets)
+             + (" (CPU smoke run: tiny network and budget, a pipeline check)" if first.get("device_kind") != "cuda" else ""),
+             "", "Dice and IoU in %, mean ± std over the test split's "
+             + " / ".join(f"{'patients' if d['level'] == 'per_volume' else 'images'} ({DATA_NAME.get(d['data_kind'], d['data_kind'])}, "
+                          f"n = {d['test_cases'] if d['level'] == 'per_volume' else d['test_items']})" for _, d in datasets) + ".", ""]
+    cols = []
+    for _, d in datasets:
+        label = f"{DATA_NAME.get(d['data_kind'], d['data_kind'])} {LEVEL_LABEL[d['level']]}"
+        cols += [label, "IoU"]
+    lines.append("| row | output | NFE per image | " + " | ".join(cols) + " |")
+    lines.append("|---" * (3 + len(cols)) + "|")
+    keys: list[tuple[str, str]] = []
+    info: dict = {}
+    for _, d in datasets:
+        for r in d["rows"]:
+            for out in (r.get("outputs") or {"-": None}):
+                k = (r["row"], out)
+                if k not in keys:
+                    keys.append(k)
+                    oi = (r.get("outputs_info") or {}).get(out, {})
+                    info[k] = (r["label"], oi.get("desc", r.get("status", "")), oi.get("nfe", ""))
+    order = {row: i for i, row in enumerate(ROW_ORDER)}
+    keys.sort(key=lambda k: order.get(k[0], len(order)))   # stable: outputs keep their order within a row
+    for k in keys:
+        label, desc, nfe = info[k]
+        cells = []
+        for _, d in datasets:
+            r = next((x for x in d["rows"] if x["row"] == k[0]), None)
+            if r is None or not r["status"].startswith("ok") or k[1] not in r.get("outputs", {}):
+                status = "" if r is None else r["status"].split(":")[0]
+                cells += [status or "-", ""]
+                continue
+            s = r["outputs"][k[1]][d["level"]]
+            dm, ds, im = s["dice"]["mean"], s["dice"]["std"], s["iou"]["mean"]
+            cells += ["n/a" if dm is None else f"{100 * dm:.1f} ± {100 * ds:.1f}", f(im and 100 * im, "{:.1f}")]
+        lines.append(f"| {label} | {desc} | {nfe if nfe != 0 else '0 (h only)'} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def render(results: list[tuple[str, dict]]) -> str:
+    lines = [START, "<!-- generated by benchmarks/readme_results.py from benchmarks/results/*.json; do not edit by hand -->", ""]
+    if not results:
+        return "\n".join(lines + ["No benchmark results committed yet.", "", END])
+    quality = [(n, d) for n, d in results if d["benchmark"] == "quality"]
+    speed = [(n, d) for n, d in results if d["benchmark"] == "speed"]
+    if quality:
+        lines += ["### Quality (Table 1 protocol: hard masks, fixed thresholds, test split)", ""]
+        groups: dict = {}
+        for n, d in quality:
+            groups.setdefault(quality_group_key(d), []).append((n, d))
+        for group in groups.values():
+            lines += quality_section(group)
+    if speed:
+        lines += ["### Speed", ""]
+        for n, d in speed:
+            lines += speed_section(n, d)
+    return "\n".join(lines).rstrip() + "\n\n" + END
+
+
+def splice(readme: str, block: str) -> str:
+    """README text with the block between the markers replaced (markers appended if missing)."""
+    if START in readme and END in readme and readme.index(START) < readme.index(END):
+        head, rest = readme.split(START, 1)
+        _, tail = rest.split(END, 1)
+        return head + block + tail
+    sep = "" if not readme or readme.endswith("\n\n") else ("\n" if readme.endswith("\n") else "\n\n")
+    return readme + sep + block + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--readme", default=str(ROOT / "README.md"), help="README to update")
+    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="folder of result JSON files")
+    p.add_argument("--check", action="store_true", help="only check; exit 1 if the README is out of date")
+    args = p.parse_args(argv)
+    readme_path = Path(args.readme)
+    current = readme_path.read_text() if readme_path.exists() else ""
+    updated = splice(current, render(load_results(Path(args.results))))
+    if args.check:
+        if current != updated:
+            diff = difflib.unified_diff(current.splitlines(), updated.splitlines(), "README.md", "generated", lineterm="", n=1)
+            print("README results section is out of date; run python benchmarks/readme_results.py\n"
+                  + "\n".join(list(diff)[:40]), file=sys.stderr)
+            return 1
+        print("README results section is up to date")
+        return 0
+    if current != updated:
+        readme_path.write_text(updated)
+        print(f"updated {readme_path}")
+    else:
+        print(f"{readme_path} already up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""benchmarks/: speed.py and quality.py run end to end and write their JSON; the README's results
+section is generated from the committed JSON and `readme_results.py --check` catches hand edits."""
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_speed_quick_writes_json(tmp_path):
+    out = tmp_path / "speed.json"
+    assert _load("speed").main(["--quick", "--device", "cpu", "--repeats", "2", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    for key in ("benchmark", "device", "device_name", "date", "torch", "preset", "params", "flops", "items", "summary",
+                "reference", "targets"):
+        assert key in r, key
+    assert r["benchmark"] == "speed" and r["preset"] == "test32" and r["flops"]["forward_per_slice"] > 0
+    names = {(i["name"], i.get("batch"), i.get("precision")) for i in r["items"] if i["status"] == "ok"}
+    for want in [("one_step", 1, "autocast"), ("one_step", 4, "autocast"), ("one_step", 1, "bf16"),
+                 ("train_iteration", 4, "autocast"), ("train_fwd_bwd", 4, "autocast"), ("cts_2step", 4, "autocast"),
+                 ("diffusion_1member", 4, "autocast")]:
+        assert want in names, want
+    profile = next(i for i in r["items"] if i["name"] == "profile")
+    assert profile["status"] == "ok" and profile["top_ops"] and profile["top_ops"][0]["pct"] > 0
+    diffusion = next(i for i in r["items"] if i["name"] == "diffusion_1member")
+    assert diffusion["nfe"] == 39 and diffusion["ms_per_slice"] > 0
+    assert r["summary"]["best_b1_ms"] > 0 and r["summary"]["diffusion_vs_one_step_per_slice"] > 1
+    assert r["comparable_to_reference"] is False
+
+
+def test_speed_time_budget_skips_gracefully(tmp_path):
+    out = tmp_path / "speed.json"
+    assert _load("speed").main(["--quick", "--device", "cpu", "--time-budget", "0", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["items"] and all(i["status"].startswith("skipped") for i in r["items"])
+
+
+def test_quality_end_to_end_on_phantom(tmp_path):
+    out = tmp_path / "quality.json"
+    q = _load("quality")
+    assert q.main(["--data", "phantom:16", "--preset", "test32", "--steps", "4", "--rows", "cts_m,supervised,diffusion",
+                   "--diffusion-steps", "2", "--members", "2", "--eval-limit", "8", "--no-hd95", "--n-bootstrap", "0",
+                   "--device", "cpu", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["benchmark"] == "quality" and r["complete"] and r["level"] == "per_slice" and r["steps"] == 4
+    assert [row["row"] for row in r["rows"]] == ["cts_m", "supervised", "diffusion"]
+    cts, sup, diff = r["rows"]
+    assert set(cts["outputs"]) == {"one_step", "ensemble", "aux_head"}
+    assert set(sup["outputs"]) == {"unet"} and set(diff["outputs"]) == {"ensemble", "aux_head"}
+    assert diff["outputs_info"]["ensemble"]["nfe"] == 2 * 3
+    for row in r["rows"]:
+        assert row["train"]["steps"] == 4 and row["outputs"][next(iter(row["outputs"]))]["per_slice"]["n"] == 8
+
+
+def test_quality_reads_packed_data_and_auto_steps(tmp_path):
+    from ctslib.baselines import pack_splits
+    pack = tmp_path / "ph.npz"
+    pack_splits("phantom-us:16", 32, ("train", "test"), pack)
+    out = tmp_path / "quality.json"
+    assert _load("quality").main(["--data", f"packed:{pack}", "--preset", "test32", "--steps", "auto:1",
+                                  "--rows", "supervised,diffusion", "--diffusion-steps", "2", "--members", "2",
+                                  "--no-hd95", "--n-bootstrap", "0", "--device", "cpu", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["data_kind"] == "phantom-us" and r["in_channels"] == 1 and r["steps"] >= 10
+    assert r["probe_seconds_per_step"]["supervised"] > 0 and r["probe_eval_seconds"]["diffusion"] > 0
+    assert [row["status"] for row in r["rows"]] == ["ok", "ok"]
+
+
+def test_readme_results_check(tmp_path):
+    rr = _load("readme_results")
+    results = BENCH / "results"
+    assert any(results.glob("*.json")), "benchmarks/results/ must hold the committed JSON"
+    assert rr.main(["--check"]) == 0, "README results are stale: run python benchmarks/readme_results.py"
+    readme = tmp_path / "README.md"
+    shutil.copy(REPO / "README.md", readme)
+    text = readme.read_text()
+    start = text.index(rr.START) + len(rr.START)
+    readme.write_text(text[:start] + "\nhand-typed 99.9% Dice\n" + text[start:])
+    assert rr.main(["--check", "--readme", str(readme), "--results", str(results)]) == 1
+    assert rr.main(["--readme", str(readme), "--results", str(results)]) == 0
+    assert readme.read_text() == text
+    assert rr.main(["--check", "--readme", str(readme), "--results", str(results)]) == 0
+
+
+def test_readme_results_appends_markers(tmp_path):
+    rr = _load("readme_results")
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\nText.\n")
+    assert rr.main(["--readme", str(readme), "--results", str(tmp_path / "none")]) == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nText.\n") and rr.START in text and rr.END in text
+    assert "No benchmark results committed yet." in text
+
+
+def test_quality_cuts_a_cts_row_at_the_deadline(tmp_path, monkeypatch):
+    """A CTS row past the time budget is scored from its last checkpoint and marked as cut short."""
+    q = _load("quality")
+    served = {"n": 0}
+    original = q.DeadlineDataset.__getitem__
+
+    def getitem(self, i):
+        served["n"] += 1
+        if served["n"] > 5 * 16:          # the budget runs out during step 6 (batch 16)
+            raise q.TimeBudgetExceeded("time budget spent")
+        return original(self, i)
+    monkeypatch.setattr(q.DeadlineDataset, "__getitem__", getitem)
+    out = tmp_path / "quality.json"
+    assert q.main(["--data", "phantom:32", "--preset", "test32", "--steps", "8", "--rows", "cts_nm", "--eval-limit", "8",
+                   "--no-hd95", "--n-bootstrap", "0", "--device", "cpu", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["status"].startswith("ok (training cut short")
+    assert row["train"]["truncated"] and row["train"]["steps"] == 4 and row["train"]["requested_steps"] == 8
