@@ -24,8 +24,7 @@ def make_copy(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
     """target <- decay * target + (1 - decay) * source, over parameters and float buffers; other buffers are copied."""
-    for t, s in zip(target.parameters(), source.parameters()):
-        t.lerp_(s.detach().to(t.dtype), 1.0 - decay)
+    torch._foreach_lerp_(list(target.parameters()), [s.detach() for s in source.parameters()], 1.0 - decay)
     for t, s in zip(target.buffers(), source.buffers()):
         if t.dtype.is_floating_point:
             t.lerp_(s.to(t.dtype), 1.0 - decay)

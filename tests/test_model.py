@@ -64,10 +64,14 @@ def test_identity_ffparser_makes_fm_equal_m(fusion):
     missing, unexpected = fm.load_state_dict(m.state_dict(), strict=False)
     assert all(k.startswith("ffparsers.") for k in missing) and not unexpected
     x, s, img = _inputs(cfg)
-    torch.testing.assert_close(fm(x, s, img).denoised, m(x, s, img).denoised, rtol=1e-4, atol=1e-5)
+    ref = m(x, s, img).denoised
+    same = (fm(x, s, img).denoised - ref).abs().max().item()
+    assert same < 1e-5
+    # the check can fail: MedSegDiff's N(0, 0.02^2) init damps the signals, so the output moves
     msd = CTSModel(replace(cfg, variant="cts_fm", ffp_init="msd")).eval()
     msd.load_state_dict(m.state_dict(), strict=False)
-    assert not torch.allclose(msd(x, s, img).denoised, m(x, s, img).denoised, atol=1e-3)
+    moved = (msd(x, s, img).denoised - ref).abs().max().item()
+    assert moved > 1e-4 and moved > 100 * same, (moved, same)
 
 
 def test_ffparser_non_square_identity():
