@@ -25,13 +25,7 @@ from ctslib.train import RunOptions
 FAST_EVAL = EvalOptions(hd95=False, n_bootstrap=0, progress=False, batch_size=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run fastest, and most predictably on a shared 2-core machine, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfgs(variant="cts_m", **train):

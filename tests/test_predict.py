@@ -23,13 +23,7 @@ SUBJECT = "brats_2013_pat0005_1"
 DDTI_IMAGE = "images/101_1(1).png"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster on the 2-core CI machine and avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _checkpoint(out: Path, spec: str) -> Path:

@@ -23,13 +23,7 @@ from ctslib.train import RunOptions, TrainingDiverged, build_model_from_checkpoi
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster on the 2-core CI machine and avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(out: Path, steps: int = 6, max_steps: int | None = None, resume: bool = False, seed: int = 0,
