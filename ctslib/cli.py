@@ -62,7 +62,9 @@ def _add_train(sub):
     p.add_argument("--ckpt-every", type=int, default=100, help="checkpoint interval (steps)")
     p.add_argument("--snapshot-every", type=int, default=0, help="keep EMA snapshots every n steps (convergence plots)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--compile", action="store_true", help="torch.compile the online model (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the online and teacher networks (slow first step; faster after)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="CUDA memory format (default: channels_last only where this torch's GroupNorm keeps it)")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
@@ -102,7 +104,7 @@ def cmd_train(args) -> int:
     mcfg, tcfg = configs_from_args(args, args.in_channels or train_set.in_channels)
     run = RunOptions(out=args.out, max_steps=args.steps, log_every=args.log_every, eval_every=args.eval_every,
                      ckpt_every=args.ckpt_every, snapshot_every=args.snapshot_every, val_limit=args.val_limit,
-                     device=args.device, compile=args.compile, num_workers=args.num_workers, resume=args.resume,
+                     device=args.device, compile=args.compile, channels_last=args.channels_last, num_workers=args.num_workers, resume=args.resume,
                      progress=not args.no_progress)
     result = train(mcfg, tcfg, train_set, val_set, run, data_spec=args.data)
     print(json.dumps({k: v for k, v in result.items() if k != "last"}))

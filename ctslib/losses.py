@@ -15,6 +15,7 @@ from torch import nn
 
 from . import schedules
 from .config import ModelConfig, TrainConfig
+from .device import to_device
 from .precond import karras_grid
 from .targets import RNGSnapshot
 
@@ -111,9 +112,9 @@ class ConsistencyLoss:
         x_clean = encode_mask(mask, self.t.mask_encoding)
         full = self.sample_pairs(step, image.shape[0] * world, generator)
         pairs = Pairs(full.t_hi[rank::world], full.t_lo[rank::world], full.weight[rank::world], full.num_scales)
-        t_hi, t_lo = pairs.t_hi.to(device), pairs.t_lo.to(device)
+        t_hi, t_lo, weight = (to_device(v, device) for v in (pairs.t_hi, pairs.t_lo, pairs.weight))
         z = torch.randn((x_clean.shape[0] * world,) + tuple(x_clean.shape[1:]), generator=generator)[rank::world]
-        z = z.to(device)
+        z = to_device(z.contiguous(), device)
         shape = (-1, 1, 1, 1)
         x_hi = x_clean + t_hi.float().reshape(shape) * z      # step 1
         x_lo = x_clean + t_lo.float().reshape(shape) * z      # step 7 (closed-form Euler step, same z)
@@ -131,14 +132,17 @@ class ConsistencyLoss:
                 target = teacher(x_lo, t_lo, image).denoised
         target = target.detach()
 
-        l_ct = pairs.weight.to(device).float() * self.distance(online.denoised, target)
+        l_ct = weight.float() * self.distance(online.denoised, target)
         if online.aux_logits is not None and self.t.alpha > 0:
             l_s = segmentation_loss(online.aux_prob, mask)
         else:
             l_s = torch.zeros_like(l_ct)
         loss = (l_ct + self.t.alpha * l_s).mean()
-        logs = {"loss": loss.item(), "loss_ct": l_ct.mean().item(), "loss_s": l_s.mean().item(),
-                "num_scales": pairs.num_scales, "t_hi_mean": float(t_hi.float().mean())}
+        # one device->host sync per step for all logged scalars
+        loss_v, l_ct_v, l_s_v = torch.stack([loss.detach().float(), l_ct.detach().float().mean(),
+                                             l_s.detach().float().mean()]).tolist()
+        logs = {"loss": loss_v, "loss_ct": l_ct_v, "loss_s": l_s_v,
+                "num_scales": pairs.num_scales, "t_hi_mean": float(pairs.t_hi.float().mean())}
         if not math.isfinite(logs["loss"]):
             logs["nonfinite"] = 1.0
         return loss, logs

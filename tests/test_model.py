@@ -104,3 +104,39 @@ def test_output_shapes_and_dtype_all_variants():
         out = CTSModel(cfg)(x, s, img)
         assert out.denoised.shape == x.shape and out.denoised.dtype == torch.float32
         assert (out.aux_logits is None) == (variant == "cts_nm")
+
+
+def test_group_norm_keeps_low_precision_under_autocast():
+    """Under autocast our GroupNorm returns the input's bf16 (no float32 round trip) with float32-accurate
+    statistics; outside autocast it is nn.GroupNorm exactly, with the same state_dict."""
+    from ctslib.model.layers import GroupNorm
+    torch.manual_seed(0)
+    norm = GroupNorm(4, 16)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    ref_mod = torch.nn.GroupNorm(4, 16)
+    ref_mod.load_state_dict(norm.state_dict())
+    x = 3.0 + 2.0 * torch.randn(2, 16, 8, 8)       # an offset mean: bf16 statistics would lose it
+    assert torch.equal(norm(x), ref_mod(x))
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(norm(x_cl), ref_mod(x), atol=1e-5)
+    xb = x.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = norm(xb)                               # (CUDA autocast would run nn.GroupNorm in float32)
+    assert out.dtype == torch.bfloat16
+    expected = ref_mod(xb.float())
+    assert (out.float() - expected).abs().max() < 0.05     # bf16 rounding of O(1) outputs, not of the offset
+
+
+def test_to_device_is_a_plain_copy_on_cpu():
+    from ctslib.device import to_device
+    t = torch.arange(6.0)[::2]
+    out = to_device(t, torch.device("cpu"))
+    assert torch.equal(out, t)
+
+
+def test_channels_last_never_on_cpu():
+    from ctslib.device import use_channels_last
+    cpu = torch.device("cpu")
+    assert use_channels_last(cpu) is False and use_channels_last(cpu, True) is False

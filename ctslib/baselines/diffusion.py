@@ -33,6 +33,7 @@ from torch import nn
 
 from .. import precond
 from ..config import ModelConfig, TrainConfig
+from ..device import to_device
 from ..losses import encode_mask, segmentation_loss
 from ..model import CTSModel, CTSOutput
 from ..sampling import Segmentation, mask_threshold, seeded_noise, to_probability
@@ -127,17 +128,18 @@ class EDMLoss:
         device = image.device
         x_clean = encode_mask(mask.float(), "pm1")
         sigma = edm_sample_sigma(image.shape[0], generator, self.edm.p_mean, self.edm.p_std)
-        noise = torch.randn(tuple(x_clean.shape), generator=generator).to(device)
-        sigma_d = sigma.to(device)
+        noise = to_device(torch.randn(tuple(x_clean.shape), generator=generator), device)
+        sigma_d = to_device(sigma, device)
         out = model(x_clean + sigma_d.float().reshape(-1, 1, 1, 1) * noise, sigma_d, image)
-        weight = edm_loss_weight(sigma, self.m.sigma_data).to(device).float()
+        weight = to_device(edm_loss_weight(sigma, self.m.sigma_data), device).float()
         l_dm = weight * (out.denoised.float() - x_clean).pow(2).flatten(1).mean(1)
         if out.aux_logits is not None and self.alpha > 0:
             l_s = segmentation_loss(out.aux_prob, mask)
         else:
             l_s = torch.zeros_like(l_dm)
         loss = (l_dm + self.alpha * l_s).mean()
-        return loss, {"loss": loss.item(), "loss_dm": l_dm.mean().item(), "loss_s": l_s.mean().item()}
+        values = torch.stack([loss.detach().float(), l_dm.detach().float().mean(), l_s.detach().float().mean()]).tolist()
+        return loss, dict(zip(("loss", "loss_dm", "loss_s"), values))   # one host sync
 
 
 def train_diffusion(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set, run: RunOptions = RunOptions(),

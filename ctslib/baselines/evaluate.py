@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from ..device import autocast
+from ..device import autocast, use_channels_last
 from ..evaluate import EvalOptions
 from ..metrics import SegmentationScores
 from ..sampling import segment
@@ -33,7 +33,7 @@ def evaluate_segmenter(segmenter: Segmenter, dataset: Dataset, opts: EvalOptions
     offset = 0
     for image, mask, meta in tqdm(loader, desc="evaluate", disable=not opts.progress, leave=False):
         image = image.to(device)
-        if device.type == "cuda":
+        if use_channels_last(device):
             image = image.contiguous(memory_format=torch.channels_last)
         seeds = [opts.seed * 1_000_003 + offset + i for i in range(image.shape[0])]
         offset += image.shape[0]

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import save_checkpoint
 from ..config import ModelConfig, TrainConfig
-from ..device import autocast, describe, pick_device
+from ..device import autocast, describe, pick_device, use_channels_last
 from ..targets import ema_update, make_copy
 from ..train import RunOptions, StepBatchSampler, TrainingDiverged, build_optimizer
 
@@ -49,7 +49,8 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
     model = model.to(device)
     ema = make_copy(model)
     opt = build_optimizer(model, train_cfg)
-    if device.type == "cuda" and run.channels_last:
+    channels_last = use_channels_last(device, run.channels_last)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
         ema.to(memory_format=torch.channels_last)
     online = torch.compile(model) if run.compile else model
@@ -69,7 +70,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
             truncated = True
             break
         image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-        if device.type == "cuda" and run.channels_last:
+        if channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         gen = torch.Generator().manual_seed(train_cfg.seed * 1_000_003 + step)
         with autocast(device):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import EncoderConfig
-from .layers import norm_groups
+from .layers import GroupNorm, norm_groups
 
 
 def _conv_unit(cin: int, cout: int, cfg: EncoderConfig) -> nn.Sequential:
@@ -14,7 +14,7 @@ def _conv_unit(cin: int, cout: int, cfg: EncoderConfig) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1)]
     if cfg.dropout > 0:
         layers.append(nn.Dropout2d(cfg.dropout))
-    layers.append(nn.BatchNorm2d(cout) if cfg.norm == "batch" else nn.GroupNorm(norm_groups(cout, 8), cout))
+    layers.append(nn.BatchNorm2d(cout) if cfg.norm == "batch" else GroupNorm(norm_groups(cout, 8), cout))
     layers.append(nn.LeakyReLU(0.01, inplace=True))
     return nn.Sequential(*layers)
 
