@@ -8,11 +8,12 @@ Here, the same stages shrunk to a CPU smoke run (a few minutes):
 Stages, in order (each a subprocess with its own timeout, so a crash or hang loses only itself):
   smoke        paper256 CTS-M forward + backward in bf16 on CUDA: loss, gradient norms, time,
                bf16-vs-fp32 error of the forward, the released256 parameter count
-  speed        benchmarks/speed.py --preset paper256 --cuda-graphs with a time budget
+  speed        benchmarks/speed.py --preset paper256 --cuda-graphs --compile with a time budget
   cts_m        small128 CTS-M on LGG (packed), fixed steps, scored on the test split
-  quality_lgg  benchmarks/quality.py, all rows, LGG, --steps auto:SECONDS from the time left
-  quality_ddti the same on DDTI, if time remains
-  compile      torch.compile (reduce-overhead) batch-1 latency, if time remains
+  quality_lgg  benchmarks/quality.py --parallel-rows, all rows, LGG, --quality-steps each
+  quality_ddti the same on DDTI, at the same time as LGG
+  compile      training in both memory formats, the compiled training iteration, compiled inference at
+               batch 1 and 64 (a session of its own: compiling takes minutes)
 Files written to --out (at most 7): session.json (stage statuses + the smoke results), session.log
 (all output), speed_gpu.json, quality_gpu_lgg_cts_m.json, quality_gpu_lgg.json, quality_gpu_ddti.json,
 speed_gpu_compile.json. Copy the JSON you keep into benchmarks/results/ and run
@@ -62,10 +63,12 @@ class Session:
         write_json_atomic(self.out / "session.json", self.record)
         os.chmod(self.out / "session.json", 0o644)
 
-    def run(self, name: str, cmd: list[str], cap: float, outputs: list[str] = ()) -> dict:
-        """Run cmd with a timeout of min(cap, time left); stream its output; copy its JSON files to --out."""
+    def run(self, name: str, cmd: list[str] | list[list[str]], cap: float, outputs: list[str] = ()) -> dict:
+        """Run cmd (or several commands at once) with a timeout of min(cap, time left); stream the output;
+        copy the JSON files to --out."""
+        cmds = cmd if cmd and isinstance(cmd[0], list) else [cmd]
         limit = min(cap, self.remaining())
-        rec = {"stage": name, "cmd": " ".join(cmd), "limit_s": round(limit, 1)}
+        rec = {"stage": name, "cmd": " & ".join(" ".join(c) for c in cmds), "limit_s": round(limit, 1)}
         if limit < 5:
             rec["status"] = f"skipped: {self.remaining():.0f} s left"
             self.say(f"== {name}: {rec['status']}")
@@ -73,22 +76,36 @@ class Session:
             self.say(f"== {name} (limit {limit:.0f} s, {self.remaining():.0f} s left): {rec['cmd']}")
             env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", PYTHONUNBUFFERED="1")
             t0 = time.monotonic()
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    start_new_session=True)
-            reader = threading.Thread(target=lambda: [self.say(f"  {line.rstrip()}") for line in proc.stdout], daemon=True)
-            reader.start()
-            try:
-                rc = proc.wait(timeout=limit)
-                rec["status"] = "ok" if rc == 0 else f"failed: exit code {rc}"
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGTERM)
+            procs, readers = [], []
+            for i, c in enumerate(cmds):
+                proc = subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        start_new_session=True)
+                tag = f"  [{i}] " if len(cmds) > 1 else "  "
+                reader = threading.Thread(target=lambda p=proc, t=tag: [self.say(f"{t}{line.rstrip()}") for line in p.stdout],
+                                          daemon=True)
+                reader.start()
+                procs.append(proc)
+                readers.append(reader)
+            codes, timed_out = [], False
+            for proc in procs:
                 try:
-                    proc.wait(timeout=10)
+                    codes.append(proc.wait(timeout=max(limit - (time.monotonic() - t0), 0.1)))
                 except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                    timed_out = True
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait()
+                    codes.append(None)
+            if timed_out:
                 rec["status"] = f"timed out after {limit:.0f} s (partial JSON kept if any)"
-            reader.join(timeout=5)
+            else:
+                bad = [c for c in codes if c != 0]
+                rec["status"] = "ok" if not bad else f"failed: exit codes {codes}"
+            for reader in readers:
+                reader.join(timeout=5)
             rec["seconds"] = round(time.monotonic() - t0, 1)
             self.say(f"== {name}: {rec['status']} in {rec['seconds']} s")
         for fname in outputs:
@@ -199,6 +216,8 @@ def main(argv=None) -> int:
     p.add_argument("--pack-dir", default="gpu_pack", help="folder with lgg128.npz and ddti128.npz (benchmarks/pack_data.py)")
     p.add_argument("--stages", default=",".join(STAGES), help=f"stages to run, from {','.join(STAGES)}")
     p.add_argument("--cts-m-steps", type=int, default=2000, help="training steps of the cts_m stage")
+    p.add_argument("--compile-cap", type=float, default=None, help="seconds for the compile stage (default 150)")
+    p.add_argument("--quality-steps", type=int, default=None, help="training steps of every quality row (GPU 700, CPU 20)")
     p.add_argument("--quality-extra", default="", help='extra quality.py arguments for every quality stage, e.g. "--lr 3e-4"')
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)   # internal: run one stage in this process
     p.add_argument("--json", default=None, help=argparse.SUPPRESS)
@@ -228,13 +247,15 @@ def main(argv=None) -> int:
         speed_args = ["--quick", "--device", "cpu", "--threads", "1"]
         q_common = ["--device", "cpu", "--threads", "1", "--diffusion-steps", "4", "--members", "2", "--n-bootstrap", "50",
                     "--eval-batch", "16"]
-        cts_steps, caps = 20, {"smoke": 120, "speed": 150, "cts_m": 150, "quality": 160, "compile": 200}
+        cts_steps, caps = 20, {"smoke": 120, "speed": 150, "cts_m": 150, "quality": 300, "compile": 200}
+        args.quality_steps = args.quality_steps or 20
     else:
         qpreset, size = "small128", 128
         pack = Path(args.pack_dir)
-        speed_args = ["--preset", "paper256", "--device", "cuda", "--cuda-graphs"]
+        speed_args = ["--preset", "paper256", "--device", "cuda", "--cuda-graphs", "--item-seconds", "3", "--repeats", "15"]
         q_common = ["--device", "cuda"]
-        cts_steps, caps = args.cts_m_steps, {"smoke": 60, "speed": 160, "cts_m": 110, "quality": 400, "compile": 150}
+        cts_steps, caps = args.cts_m_steps, {"smoke": 60, "speed": 280, "cts_m": 110, "quality": 300, "compile": 150}
+        args.quality_steps = args.quality_steps or 700
     q_common += shlex.split(args.quality_extra)
 
     if "smoke" in stages:
@@ -245,7 +266,8 @@ def main(argv=None) -> int:
             session.save()
     if "speed" in stages:
         cap = caps["speed"]
-        session.run("speed", [py, "benchmarks/speed.py", *speed_args, "--time-budget", str(int(min(cap, session.remaining()) - 25)),
+        extra = [] if cpu else ["--compile", "--compile-batch-sizes", "16"]
+        session.run("speed", [py, "benchmarks/speed.py", *speed_args, *extra, "--time-budget", str(int(min(cap, session.remaining()) - 25)),
                               "--json", str(W / "speed_gpu.json")], cap, ["speed_gpu.json"])
     lgg, ddti = pack / f"lgg{size}.npz", pack / f"ddti{size}.npz"
     for f in (lgg, ddti):
@@ -258,33 +280,34 @@ def main(argv=None) -> int:
                               "--steps", str(cts_steps), "--cts-outputs", "one_step,multistep,ensemble,aux_head",
                               "--tag", "cts_m stage", "--time-budget", str(int(cap - 15)), *q_common,
                               "--json", str(W / "quality_gpu_lgg_cts_m.json")], cap, ["quality_gpu_lgg_cts_m.json"])
-    for data, path in (("lgg", lgg), ("ddti", ddti)):
-        if f"quality_{data}" not in stages:
-            continue
+    # Quality: both datasets at once, every row its own process (quality.py --parallel-rows): a small128
+    # model leaves most of an H100 idle, so ten concurrent rows train far more steps in the same minutes.
+    # Every row trains the same fixed number of steps; --time-budget cuts a row's training short (and
+    # says so in its JSON) if the steps do not fit, leaving 90 s to score it.
+    qdata = [(d, p) for d, p in (("lgg", lgg), ("ddti", ddti)) if f"quality_{d}" in stages]
+    if qdata:
         left = session.remaining()
-        later = (data == "lgg" and "quality_ddti" in stages)
-        cap = min(caps["quality"], left - 10, max(150.0, 0.6 * left) if later else left - 10)
-        overhead = 60 if not cpu else 90
-        if cap - overhead < 20:
-            session.record["stages"].append({"stage": f"quality_{data}", "status": f"skipped: {left:.0f} s left"})
-            session.say(f"== quality_{data}: skipped ({left:.0f} s left)")
+        cap = min(caps["quality"], left - 10)
+        if cap < 60:
+            for d, _ in qdata:
+                session.record["stages"].append({"stage": f"quality_{d}", "status": f"skipped: {left:.0f} s left"})
+            session.say(f"== quality: skipped ({left:.0f} s left)")
             session.save()
-            continue
-        # most informative rows first, in case the time runs out; the README shows them in Table 1 order
-        session.run(f"quality_{data}", [py, "benchmarks/quality.py", "--data", f"packed:{path}", "--preset", qpreset,
-                                        "--rows", "cts_m,supervised,diffusion,cts_nm,cts_fm",
-                                        "--steps", f"auto:{int(cap - overhead)}", "--time-budget", str(int(cap - 10)),
-                                        *q_common, "--json", str(W / f"quality_gpu_{data}.json")],
-                    cap, [f"quality_gpu_{data}.json"])
+        else:
+            cmds = [[py, "benchmarks/quality.py", "--data", f"packed:{path}", "--preset", qpreset, "--parallel-rows",
+                     "--steps", str(args.quality_steps), "--time-budget", str(int(cap - 90)), "--threads", "2", *q_common,
+                     "--json", str(W / f"quality_gpu_{d}.json")] for d, path in qdata]
+            session.run("quality_" + "_".join(d for d, _ in qdata), cmds, cap, [f"quality_gpu_{d}.json" for d, _ in qdata])
     if "compile" in stages:
         if session.remaining() < 90:
             session.record["stages"].append({"stage": "compile", "status": f"skipped: {session.remaining():.0f} s left"})
             session.say(f"== compile: skipped ({session.remaining():.0f} s left)")
             session.save()
         else:
-            cap = min(caps["compile"], session.remaining() - 5)
-            session.run("compile", [py, "benchmarks/speed.py", *speed_args, "--items", "flops,compile", "--compile",
-                                    "--compile-batch-sizes", "1", "--precisions", "bf16" if not cpu else "autocast",
+            cap = min(args.compile_cap or caps["compile"], session.remaining() - 5)
+            session.run("compile", [py, "benchmarks/speed.py", *speed_args, "--items", "flops,peak,train,compile_train,compile",
+                                    "--compile", "--compile-batch-sizes", "1,64",
+                                    "--precisions", "bf16" if not cpu else "autocast",
                                     "--time-budget", str(int(cap - 10)), "--json", str(W / "speed_gpu_compile.json")],
                         cap, ["speed_gpu_compile.json"])
     session.record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -17,7 +17,9 @@ that fits all rows' training into SECONDS.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,7 +108,13 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--tag", default="", help="free-text label stored in the JSON")
     p.add_argument("--progress", action="store_true", help="show progress bars")
-    return p.parse_args(argv)
+    p.add_argument("--parallel-rows", action="store_true",
+                   help="train and score the rows at the same time, one process each, on the same device (a GPU that "
+                        "one small model leaves idle); needs a fixed --steps so every row keeps the same budget")
+    args = p.parse_args(argv)
+    if args.parallel_rows and args.steps.startswith("auto:"):
+        p.error("--parallel-rows needs a fixed --steps (auto:SECONDS probes rows one after the other)")
+    return args
 
 
 def auto_ema(preset_rate: float, steps: int) -> float:
@@ -266,8 +274,60 @@ def print_table(result: dict) -> None:
             print(f"{r['label']:<30} {info['desc']:<34} {cell:>16} {'n/a' if j is None else f'{j:.4f}':>7} {info['nfe']:>5}")
 
 
+def _child_argv(argv: list[str], row: str, json_path: Path) -> list[str]:
+    """argv without --parallel-rows, --rows and --json, for one row written to json_path."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--parallel-rows":
+            continue
+        if a in ("--rows", "--json"):
+            skip = True
+            continue
+        if a.startswith(("--rows=", "--json=")):
+            continue
+        out.append(a)
+    return out + ["--rows", row, "--json", str(json_path)]
+
+
+def run_parallel(args, argv: list[str]) -> int:
+    """One quality.py process per row, all at once; their JSON merged into one table (rows in the asked order)."""
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    tmp = Path(tempfile.mkdtemp(prefix="cts_quality_rows_"))
+    procs = {}
+    for row in rows:
+        cmd = [sys.executable, str(Path(__file__).resolve()), *_child_argv(argv, row, tmp / f"{row}.json")]
+        procs[row] = subprocess.Popen(cmd)
+        print(f"[{row}] started (pid {procs[row].pid})", flush=True)
+    codes = {row: proc.wait() for row, proc in procs.items()}
+    result, merged = None, []
+    for row in rows:
+        path = tmp / f"{row}.json"
+        part = json.loads(path.read_text()) if path.exists() else None
+        rec = part["rows"][0] if part and part.get("rows") else \
+            {"row": row, "label": ROWS[row], "status": f"failed: exit code {codes[row]}, no result written"}
+        if part and result is None:
+            result = part
+        merged.append(rec)
+    shutil.rmtree(tmp, ignore_errors=True)
+    if result is None:
+        print("no row produced a result", file=sys.stderr)
+        return 1
+    result.update(rows=merged, argv=argv, parallel_rows=True, exit_codes=codes,
+                  complete=all(r["status"].startswith("ok") for r in merged),
+                  note="rows trained at the same time on one device: seconds and img/s per row include the contention")
+    if args.json:
+        write_json_atomic(args.json, result)
+    print_table(result)
+    return 0 if all(c == 0 for c in codes.values()) else 1
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.parallel_rows:
+        return run_parallel(args, sys.argv[1:] if argv is None else list(argv))
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.monotonic()

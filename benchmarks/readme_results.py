@@ -44,6 +44,47 @@ def where(d: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------ speed
+def memory_format(r: dict, d: dict) -> str:
+    """The record's memory format; files written before speed.py recorded it ran channels_last on CUDA."""
+    fmt = r.get("memory_format") or d.get("default_memory_format") or \
+        ("channels_last" if d.get("device_kind") == "cuda" else "contiguous")
+    return "NHWC" if fmt == "channels_last" else "NCHW"
+
+
+TARGET_ROWS = (  # (label, records, key to minimise, target test)
+    ("batch-1 latency (ms), target <= 4", lambda r: r["name"] == "one_step" and r["batch"] == 1, "ms",
+     lambda r, d: r["ms"] <= d["targets"]["b1_ms"]),
+    ("batched one-step (ms per slice), target <= 1.0 and >= 35% of peak", lambda r: r["name"] == "one_step" and r["batch"] >= 16,
+     "ms_per_slice", lambda r, d: r["ms_per_slice"] <= d["targets"]["batched_ms_per_slice"]
+     and (r.get("pct_peak_table") or 0) >= d["targets"]["batched_pct_peak"]),
+    ("training iteration at batch 8 (ms), target >= 30% of peak", lambda r: r["name"] == "train_iteration" and r["batch"] == 8,
+     "ms", lambda r, d: (r.get("pct_peak_table") or 0) >= d["targets"]["train_pct_peak"]),
+)
+REFERENCE_KEY = {"ms": None, "ms_per_slice": "ms_per_slice_b16"}
+
+
+def speed_targets(speed: list[tuple[str, dict]]) -> list[str]:
+    """The best record per target over every GPU paper256 speed file, with its source and the released-code ratio."""
+    runs = [(n, d) for n, d in speed if d.get("comparable_to_reference")]
+    if not runs:
+        return []
+    lines = ["#### The issue's targets: best measured per target (paper256, bf16)", "",
+             "| target | best | configuration | % of peak | released code / ours | met | source |", "|---|---|---|---|---|---|---|"]
+    for label, pick, key, test in TARGET_ROWS:
+        cands = [(r, n, d) for n, d in runs for r in d.get("items", []) if r["status"] == "ok" and key in r and pick(r)]
+        if not cands:
+            lines.append(f"| {label} | n/a | | | | | |")
+            continue
+        r, n, d = min(cands, key=lambda c: c[0][key])
+        ref = d["reference"]
+        ref_v = ref["ms_b1"] if r["name"] == "one_step" and r["batch"] == 1 else \
+            ref["ms_per_slice_b16"] if r["name"] == "one_step" else ref["ms_train_step_b8"]
+        config = f"{r['precision']} / {r['mode']} / {memory_format(r, d)}, batch {r['batch']}"
+        lines.append(f"| {label} | {r[key]:.3f} | {config} | {f(r.get('pct_peak_table'), '{:.1f}')} | "
+                     f"{ref_v / r[key]:.2f}x | {'yes' if test(r, d) else 'no'} | `{n}` |")
+    return lines + [""]
+
+
 def speed_section(name: str, d: dict) -> list[str]:
     lines = [f"#### Speed: preset `{d['preset']}` ({d['params']['total']:,} parameters) on {where(d)}", "",
              f"Source: `benchmarks/results/{name}`" + (" (CPU smoke run: a pipeline check, not a speed claim)"
@@ -59,12 +100,12 @@ def speed_section(name: str, d: dict) -> list[str]:
         peaks.append(f"measured matmul {d['peak_tflops_measured']:.1f} TFLOP/s")
     if peaks:
         lines.append("Peaks: " + "; ".join(peaks) + ".")
-    lines += ["", "| what | batch | precision / mode | ms per call | ms per slice | TFLOP/s | % of peak | % of matmul |",
+    lines += ["", "| what | batch | precision / mode / layout | ms per call | ms per slice | TFLOP/s | % of peak | % of matmul |",
               "|---|---|---|---|---|---|---|---|"]
     for r in d.get("items", []):
         if r["name"] in ("flops", "peak", "profile"):
             continue
-        mode = f"{r.get('precision', '')} / {r.get('mode', '')}"
+        mode = f"{r.get('precision', '')} / {r.get('mode', '')} / {memory_format(r, d)}"
         if not r["status"].startswith("ok"):
             lines.append(f"| {r['name']} | {r.get('batch', '')} | {mode} | {r['status']} | | | | |")
             continue
@@ -107,9 +148,14 @@ def quality_section(group: list[tuple[str, dict]]) -> list[str]:
     datasets = [(name, d) for name, d in group]
     head = (f"#### Quality: preset `{first['preset']}`, {first['steps']} steps x batch {first['batch_size']} per row "
             f"(lr {first['lr']:g}, EMA {first['ema_rate']:.4g}) on {where(first)}")
-    lines = [head, "", "Sources: " + ", ".join(f"`benchmarks/results/{n}`" for n, _ in datasets)
-             + (" (CPU smoke run: tiny network and budget, a pipeline check)" if first.get("device_kind") != "cuda" else ""),
-             "", "Dice and IoU in %, mean ± std over the test split's "
+    notes = "Sources: " + ", ".join(f"`benchmarks/results/{n}`" for n, _ in datasets) \
+        + (" (CPU smoke run: tiny network and budget, a pipeline check)" if first.get("device_kind") != "cuda" else "")
+    if first.get("parallel_rows"):
+        notes += (". Rows were trained at the same time, one process each, on the one device "
+                  "(quality.py --parallel-rows), each for the same number of steps")
+    notes += "".join(f". {r['label']}: training cut short at {r['train']['steps']} steps" for _, d in datasets
+                     for r in d["rows"] if r.get("train", {}).get("truncated"))
+    lines = [head, "", notes + ".", "", "Dice and IoU in %, mean ± std over the test split's "
              + " / ".join(f"{'patients' if d['level'] == 'per_volume' else 'images'} ({DATA_NAME.get(d['data_kind'], d['data_kind'])}, "
                           f"n = {d['test_cases'] if d['level'] == 'per_volume' else d['test_items']})" for _, d in datasets) + ".", ""]
     cols = []
@@ -161,6 +207,7 @@ def render(results: list[tuple[str, dict]]) -> str:
             lines += quality_section(group)
     if speed:
         lines += ["### Speed", ""]
+        lines += speed_targets(speed)
         for n, d in speed:
             lines += speed_section(n, d)
     return "\n".join(lines).rstrip() + "\n\n" + END

@@ -33,19 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ctslib.baselines.bench import count_flops, device_info, measured_matmul_tflops, peak_tflops, sync, time_call  # noqa: E402
 from ctslib.baselines.diffusion import EDMConfig, EDMDenoiser, edm_sample, network_evaluations  # noqa: E402
 from ctslib.config import preset  # noqa: E402
-from ctslib.device import autocast, pick_device  # noqa: E402
+from ctslib.device import autocast, pick_device, use_channels_last  # noqa: E402
 from ctslib.io_utils import write_json_atomic  # noqa: E402
 from ctslib.losses import ConsistencyLoss  # noqa: E402
 from ctslib.model import CTSModel, count_parameters  # noqa: E402
 from ctslib.schedules import ct_target_decay  # noqa: E402
 from ctslib.targets import ema_update, make_copy  # noqa: E402
+from ctslib.train import build_optimizer  # noqa: E402
 
 # The authors' released code at the same network size (59.8M parameters, 351 GFLOP per slice), bf16,
 # measured on the same kind of GPU (issue #6).
 REFERENCE = {"ms_per_slice_b16": 4.0, "ms_b1": 14.7, "ms_train_step_b8": 136.0,
              "source": "LanHEU/CTS released code, 59.8M params, bf16, same GPU kind (issue #6)"}
 TARGETS = {"batched_pct_peak": 35.0, "batched_ms_per_slice": 1.0, "b1_ms": 4.0, "train_pct_peak": 30.0}
-ALL_ITEMS = ("flops", "peak", "infer", "graphs", "train", "multistep", "diffusion", "profile", "compile")
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+ALL_ITEMS = ("flops", "peak", "infer", "graphs", "train", "multistep", "diffusion", "profile", "compile", "compile_train")
 
 
 def parse_args(argv=None):
@@ -59,8 +61,11 @@ def parse_args(argv=None):
     p.add_argument("--multistep-batch", type=int, default=16, help="batch of the 2-step and diffusion timings")
     p.add_argument("--diffusion-steps", type=int, default=EDMConfig.steps, help="diffusion sampler steps (Heun)")
     p.add_argument("--precisions", default="autocast,bf16", help="autocast and/or bf16 (bf16 weights)")
+    p.add_argument("--memory-formats", default="channels_last,contiguous",
+                   help="memory formats of the eager inference and training timings")
     p.add_argument("--cuda-graphs", action="store_true", help="also time CUDA-graph replays (CUDA only)")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile (mode reduce-overhead)")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile: inference (mode reduce-overhead) "
+                                                          "and the training iteration (default mode)")
     p.add_argument("--compile-batch-sizes", default="1,16", help="batch sizes timed with torch.compile")
     p.add_argument("--items", default=",".join(ALL_ITEMS), help=f"what to measure, from {','.join(ALL_ITEMS)}")
     p.add_argument("--repeats", type=int, default=20, help="timed repeats per item (fewer if --item-seconds runs out)")
@@ -129,7 +134,8 @@ class Bench:
 
 def line(r: dict) -> str:
     """One printed row of the table."""
-    name = f"{r['name']} [{r.get('precision', '')}{'/' + r['mode'] if r.get('mode') else ''}]"
+    fmt = "/nchw" if r.get("memory_format") == "contiguous" else ""
+    name = f"{r['name']} [{r.get('precision', '')}{'/' + r['mode'] if r.get('mode') else ''}{fmt}]"
     if not r["status"].startswith("ok"):
         return f"{name:<34} b={r.get('batch', ''):<3} {r['status']}"
     if r["name"] in ("flops", "peak", "profile"):
@@ -173,6 +179,7 @@ def main(argv=None) -> int:
         items.discard("graphs")
     if not args.compile:
         items.discard("compile")
+        items.discard("compile_train")
     cfg, tcfg = preset(args.preset, args.variant, args.in_channels)
     bench = Bench(args, device)
     peak, peak_name = peak_tflops(device)
@@ -238,22 +245,24 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     models = {}
 
-    def get_model(precision: str):
-        if precision not in models:
+    default_fmt = "channels_last" if use_channels_last(device) else "contiguous"   # what ctslib uses here
+    bench.result["default_memory_format"] = default_fmt
+
+    def get_model(precision: str, fmt: str = default_fmt):
+        if (precision, fmt) not in models:
+            torch.manual_seed(0)
             m = CTSModel(cfg).to(device).eval()
             if precision == "bf16":
                 m = m.to(torch.bfloat16)
-            if device.type == "cuda":
-                m = m.to(memory_format=torch.channels_last)
-            models[precision] = m
-        return models[precision]
+            models[precision, fmt] = m.to(memory_format=MEMORY_FORMATS[fmt])
+        return models[precision, fmt]
 
-    def inputs(batch: int, precision: str):
+    def inputs(batch: int, precision: str, fmt: str = default_fmt):
         g = torch.Generator(device="cpu").manual_seed(batch)
         img = torch.randn(batch, C, size, size, generator=g).to(device)
         if precision == "bf16":
             img = img.to(torch.bfloat16)
-        if device.type == "cuda":
+        if fmt == "channels_last":
             img = img.contiguous(memory_format=torch.channels_last)
         z = torch.randn(batch, 1, size, size, generator=g).to(device)
         return img, z
@@ -281,14 +290,21 @@ def main(argv=None) -> int:
         batch_sizes.append(args.multistep_batch)   # the one-step reference for the 2-step and diffusion ratios
     fwd = flops.get("forward_per_slice")
 
+    formats = [f.strip() for f in args.memory_formats.split(",") if f.strip()]
+    formats = [default_fmt] + [f for f in formats if f != default_fmt]
     if "infer" in items:
-        for precision in precisions:
-            for b in batch_sizes:
-                def run(b=b, precision=precision):
-                    img, z = inputs(b, precision)
-                    fn = one_step_fn(get_model(precision), img, z, precision)
-                    return infer_record("one_step", b, precision, "eager", fn, fwd and fwd * b)
-                bench.item({"name": "one_step", "batch": b, "precision": precision, "mode": "eager"}, run)
+        for fmt in formats:
+            for precision in precisions:
+                for b in batch_sizes:
+                    def run(b=b, precision=precision, fmt=fmt):
+                        img, z = inputs(b, precision, fmt)
+                        fn = one_step_fn(get_model(precision, fmt), img, z, precision)
+                        return infer_record("one_step", b, precision, "eager", fn, fwd and fwd * b)
+                    bench.item({"name": "one_step", "batch": b, "precision": precision, "mode": "eager",
+                                "memory_format": fmt}, run)
+            for m in list(models):
+                if m[1] != default_fmt:
+                    del models[m]   # free the other layout's copy
 
     if "graphs" in items:
         for precision in precisions:
@@ -297,50 +313,62 @@ def main(argv=None) -> int:
                     img, z = inputs(b, precision)
                     replay = make_graph(one_step_fn(get_model(precision), img, z, precision), device)
                     return infer_record("one_step", b, precision, "graph", replay, fwd and fwd * b)
-                bench.item({"name": "one_step", "batch": b, "precision": precision, "mode": "graph"}, run)
+                bench.item({"name": "one_step", "batch": b, "precision": precision, "mode": "graph", "memory_format": default_fmt}, run)
 
     # -- training --------------------------------------------------------------------------------------
-    if "train" in items:
-        def train_run(full: bool):
-            def run():
-                torch.manual_seed(0)
-                model = CTSModel(cfg).to(device).train()
-                if device.type == "cuda":
-                    model = model.to(memory_format=torch.channels_last)
-                target, ema = make_copy(model), make_copy(model)
-                opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr)
-                loss_fn = ConsistencyLoss(cfg, tcfg)
-                b = args.train_batch
-                img, _ = inputs(b, "autocast")
-                mask = (torch.rand(b, 1, size, size, generator=torch.Generator().manual_seed(1)) > 0.7).float().to(device)
-                k = 100_000
-                mu = ct_target_decay(k, tcfg.steps, tcfg.s0, tcfg.s1, tcfg.mu0, tcfg.clamp_schedule)
-                logs = {}
+    def train_run(full: bool, compiled: bool = False, fmt: str = default_fmt):
+        def run():
+            torch.manual_seed(0)
+            model = CTSModel(cfg).to(device).train().to(memory_format=MEMORY_FORMATS[fmt])
+            target, ema = make_copy(model), make_copy(model)
+            opt = build_optimizer(model, tcfg)   # as ctslib.train: fused AdamW on CUDA
+            online, teacher = model, target
+            if compiled:   # as ctslib.train with compile=True
+                torch._dynamo.reset()
+                online, teacher = torch.compile(model), torch.compile(target)
+            loss_fn = ConsistencyLoss(cfg, tcfg)
+            b = args.train_batch
+            img, _ = inputs(b, "autocast", fmt)
+            mask = (torch.rand(b, 1, size, size, generator=torch.Generator().manual_seed(1)) > 0.7).float().to(device)
+            k = 100_000
+            mu = ct_target_decay(k, tcfg.steps, tcfg.s0, tcfg.s1, tcfg.mu0, tcfg.clamp_schedule)
+            logs = {}
 
-                def step():
-                    gen = torch.Generator().manual_seed(k)
-                    loss, lg = loss_fn(model, target, img, mask, k, gen, autocast=lambda: autocast(device))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if full:
-                        opt.step()
-                        ema_update(target, model, mu)
-                        ema_update(ema, model, tcfg.ema_rate)
-                    logs.update(lg)
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-                t = bench.timing(step)
-                r = {"ms": t["median_ms"], "ms_min": t["min_ms"], "repeats": t["repeats"], "img_per_s": 1e3 * b / t["median_ms"],
-                     "loss": logs.get("loss"), "num_scales": logs.get("num_scales"),
-                     "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
-                del model, target, ema, opt
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                return perf(r, flops.get("train_step"))
-            return run
-        bench.item({"name": "train_iteration", "batch": args.train_batch, "precision": "autocast", "mode": "eager"},
-                   train_run(True), need=5)
-        bench.item({"name": "train_fwd_bwd", "batch": args.train_batch, "precision": "autocast", "mode": "eager"},
+            def step():
+                gen = torch.Generator().manual_seed(k)
+                loss, lg = loss_fn(online, teacher, img, mask, k, gen, autocast=lambda: autocast(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if full:
+                    opt.step()
+                    ema_update(target, model, mu)
+                    ema_update(ema, model, tcfg.ema_rate)
+                logs.update(lg)
+            compile_s = None
+            if compiled:
+                t0 = time.perf_counter()
+                step()
+                sync(device)
+                compile_s = time.perf_counter() - t0
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            t = bench.timing(step)
+            r = {"ms": t["median_ms"], "ms_min": t["min_ms"], "repeats": t["repeats"], "img_per_s": 1e3 * b / t["median_ms"],
+                 "compile_s": compile_s,
+                 "loss": logs.get("loss"), "num_scales": logs.get("num_scales"),
+                 "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
+            del model, target, ema, opt, online, teacher
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            return perf(r, flops.get("train_step"))
+        return run
+
+    if "train" in items:
+        for fmt in formats:
+            bench.item({"name": "train_iteration", "batch": args.train_batch, "precision": "autocast", "mode": "eager",
+                        "memory_format": fmt}, train_run(True, fmt=fmt), need=5)
+        bench.item({"name": "train_fwd_bwd", "batch": args.train_batch, "precision": "autocast", "mode": "eager",
+                    "memory_format": default_fmt},
                    train_run(False), need=5)
 
     # -- CTS 2 steps and the diffusion baseline --------------------------------------------------------
@@ -363,14 +391,13 @@ def main(argv=None) -> int:
                     return model(x, s2, img, encoded=enc).denoised.clamp(-1, 1) > 0
             hf = flops.get("h_per_slice", 0)
             return infer_record("multistep", bm, precision, "eager", fn, fwd and (2 * fwd - hf) * bm, nfe=2)
-        bench.item({"name": "cts_2step", "batch": bm, "precision": precision, "mode": "eager"}, run)
+        bench.item({"name": "cts_2step", "batch": bm, "precision": precision, "mode": "eager", "memory_format": default_fmt}, run)
 
     if "diffusion" in items:
         def run():
             torch.manual_seed(0)
             dm = EDMDenoiser(cfg, EDMConfig(steps=args.diffusion_steps)).to(device).eval()
-            if device.type == "cuda":
-                dm = dm.to(memory_format=torch.channels_last)
+            dm = dm.to(memory_format=MEMORY_FORMATS[default_fmt])
             img, z = inputs(bm, precision)
             nfe = network_evaluations(args.diffusion_steps, "heun")
 
@@ -384,7 +411,7 @@ def main(argv=None) -> int:
             r["steps"] = args.diffusion_steps
             del dm
             return r
-        bench.item({"name": "diffusion_1member", "batch": bm, "precision": precision, "mode": "eager"}, run, need=5)
+        bench.item({"name": "diffusion_1member", "batch": bm, "precision": precision, "mode": "eager", "memory_format": default_fmt}, run, need=5)
 
     # -- where the time goes: the top operators of a one-step forward (torch.profiler) -------------------
     if "profile" in items:
@@ -414,6 +441,11 @@ def main(argv=None) -> int:
         bench.item({"name": "profile"}, run, need=5)
 
     # -- torch.compile (slowest to set up: last) -------------------------------------------------------
+    if "compile_train" in items:
+        bench.item({"name": "train_iteration", "batch": args.train_batch, "precision": "autocast", "mode": "compile",
+                    "memory_format": default_fmt},
+                   train_run(True, compiled=True), need=100)
+
     if "compile" in items:
         for b in [int(x) for x in args.compile_batch_sizes.split(",") if x.strip()]:
             prec = "bf16" if device.type == "cuda" else "autocast"
@@ -437,7 +469,8 @@ def main(argv=None) -> int:
                 r = infer_record("one_step", b, prec, "compile", fn, fwd and fwd * b)
                 r["compile_s"] = compile_s
                 return r
-            bench.item({"name": "one_step", "batch": b, "precision": prec, "mode": "compile"}, run, need=20)
+            bench.item({"name": "one_step", "batch": b, "precision": prec, "mode": "compile",
+                        "memory_format": default_fmt}, run, need=60)
 
     summarize(bench, device)
     bench.save()
@@ -452,17 +485,18 @@ def summarize(bench: Bench, device) -> None:
     b1 = best([r for r in one if r["batch"] == 1])
     b16 = best([r for r in one if r["batch"] == 16])
     batched = best([r for r in one if r["batch"] >= 16])
-    train = next((r for r in ok if r["name"] == "train_iteration"), None)
+    train = best([r for r in ok if r["name"] == "train_iteration"], "ms")
     bm = bench.args.multistep_batch   # one-step at the batch of the multistep / diffusion timings, same precision
     eager16 = next((r for r in one if r["batch"] == bm and r["precision"] == "autocast" and r["mode"] == "eager"), None)
     diff = next((r for r in ok if r["name"] == "diffusion_1member"), None)
     two = next((r for r in ok if r["name"] == "cts_2step"), None)
-    tag = lambda r: f"{r['precision']}/{r['mode']} b{r['batch']}" if r else None  # noqa: E731
+    tag = lambda r: (f"{r['precision']}/{r['mode']}{'/nchw' if r.get('memory_format') == 'contiguous' else ''} "  # noqa: E731
+                     f"b{r['batch']}") if r else None
     s = {"best_b1_ms": b1 and b1["ms"], "best_b1_config": tag(b1),
          "best_b16_ms_per_slice": b16 and b16["ms_per_slice"], "best_b16_config": tag(b16),
          "best_batched_ms_per_slice": batched and batched["ms_per_slice"], "best_batched_config": tag(batched),
          "best_batched_pct_peak": batched and batched.get("pct_peak_table"),
-         "train_ms": train and train["ms"], "train_img_per_s": train and train["img_per_s"],
+         "train_ms": train and train["ms"], "train_config": tag(train), "train_img_per_s": train and train["img_per_s"],
          "train_pct_peak": train and train.get("pct_peak_table"), "train_peak_mem_gib": train and train.get("peak_mem_gib")}
     ref = REFERENCE
     s["speedup_vs_reference"] = {

@@ -67,6 +67,23 @@ def test_quality_end_to_end_on_phantom(tmp_path):
         assert row["train"]["steps"] == 4 and row["outputs"][next(iter(row["outputs"]))]["per_slice"]["n"] == 8
 
 
+def test_quality_parallel_rows_merge_in_the_asked_order(tmp_path):
+    """--parallel-rows: one process per row, the same steps each, one merged table in the order asked."""
+    out = tmp_path / "quality.json"
+    q = _load("quality")
+    argv = ["--data", "phantom:16", "--preset", "test32", "--steps", "3", "--rows", "supervised,cts_nm", "--threads", "1",
+            "--eval-limit", "4", "--no-hd95", "--n-bootstrap", "0", "--device", "cpu", "--parallel-rows", "--json", str(out)]
+    assert q.main(argv) == 0
+    r = json.loads(out.read_text())
+    assert r["parallel_rows"] and r["complete"] and r["exit_codes"] == {"supervised": 0, "cts_nm": 0}
+    assert [row["row"] for row in r["rows"]] == ["supervised", "cts_nm"]
+    assert all(row["train"]["steps"] == 3 for row in r["rows"])
+    assert q._child_argv(["--rows=a,b", "--parallel-rows", "--json", "x.json", "--steps", "3"], "a", Path("y.json")) == \
+        ["--steps", "3", "--rows", "a", "--json", "y.json"]
+    with pytest.raises(SystemExit):
+        q.parse_args(["--steps", "auto:10", "--parallel-rows"])   # rows probed one by one cannot run in parallel
+
+
 def test_quality_reads_packed_data_and_auto_steps(tmp_path):
     from ctslib.baselines import pack_splits
     pack = tmp_path / "ph.npz"
