@@ -107,6 +107,31 @@ def _append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def _config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """'name: saved -> current' for every (nested) field that differs."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key, "<missing>"), current.get(key, "<missing>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_differences(a, b, f"{prefix}{key}.")
+        elif (list(a) if isinstance(a, (list, tuple)) else a) != (list(b) if isinstance(b, (list, tuple)) else b):
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def check_resume_configs(path: Path, state: dict, model_cfg: ModelConfig, train_cfg: TrainConfig) -> list[str]:
+    """Resuming needs the checkpoint's network: a different ModelConfig is an error naming the fields.
+
+    TrainConfig changes (a new lr or seed to continue with) are allowed; they are returned so that the
+    log records them.
+    """
+    model_diff = _config_differences(state.get("model_cfg") or {}, asdict(model_cfg))
+    if model_diff:
+        raise ValueError(f"{path}: cannot resume, the checkpoint was trained with another model config "
+                         f"({'; '.join(model_diff)}); use the same preset/options or another --out")
+    return _config_differences(state.get("train_cfg") or {}, asdict(train_cfg))
+
+
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None,
           run: RunOptions = RunOptions(), data_spec: str = "") -> dict:
     """Train (or resume) a CTS model; returns a summary dict. Checkpoints and logs go to run.out."""
@@ -132,8 +157,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
     opt = build_optimizer(model, train_cfg)
     step = 0
     ckpt_path = out / "ckpt.pt"
+    resume_notes: list[str] = []
     if run.resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=device)
+        resume_notes = check_resume_configs(ckpt_path, state, model_cfg, train_cfg)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         if target is not None:
@@ -172,6 +199,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
         log_path.unlink()  # a fresh run starts a fresh log; a resumed one appends
     if is_main:
         _append_jsonl(log_path, {"event": "start", "step": step, "device": describe(device), "world": world,
+                                 "train_config_changes_on_resume": resume_notes,
                                  "data": data_spec, "model": asdict(model_cfg), "train": asdict(train_cfg)})
 
     def save(path: Path):

@@ -237,3 +237,17 @@ def test_compiled_training_matches_eager(tmp_path):
     assert len(logs["eager"]) == len(logs["compiled"]) == 3
     assert logs["compiled"] == pytest.approx(logs["eager"], rel=1e-3)
     assert _load(tmp_path / "compiled")["model"].keys() == _load(tmp_path / "eager")["model"].keys()
+
+
+def test_resume_with_another_model_config_is_a_clear_error(tmp_path):
+    """The checkpoint's network must match: another model config names the file and the fields; a
+    changed TrainConfig (here the seed) is allowed and recorded in the log."""
+    _run(tmp_path, steps=3)
+    mcfg, tcfg = preset("test32", None, 4)
+    wider = replace(mcfg, denoiser=replace(mcfg.denoiser, base=24))
+    with pytest.raises(ValueError, match=r"ckpt\.pt: cannot resume.*denoiser\.base: 16 -> 24"):
+        train(wider, replace(tcfg, steps=3, batch_size=8), open_dataset("phantom:64", "train", 32), None,
+              RunOptions(out=str(tmp_path), max_steps=4, progress=False, device="cpu", resume=True))
+    _run(tmp_path, steps=3, max_steps=4, resume=True, seed=7)
+    starts = [e for e in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if e.get("event") == "start"]
+    assert starts[-1]["train_config_changes_on_resume"] == ["seed: 0 -> 7"]
