@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 from dataclasses import replace
@@ -171,7 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:   # bad input (DataError is a ValueError): a message, no traceback
+        if os.environ.get("CTS_DEBUG"):
+            raise
+        print(f"ctslib: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

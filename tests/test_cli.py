@@ -107,3 +107,15 @@ def test_documented_ddti_example_runs(data_root, tmp_path):
     start = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert start["model"]["in_channels"] == 1 and start["model"]["image_size"] == 64 and start["model"]["variant"] == "cts_m"
     assert (out / "ckpt.pt").is_file()
+
+
+def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path, capsys, monkeypatch):
+    from ctslib.cli import main
+    monkeypatch.delenv("CTS_DEBUG", raising=False)
+    missing = tmp_path / "no_such_folder"
+    assert main(["train", "--data", f"lgg:{missing}", "--preset", "test32", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ctslib: error:") and str(missing) in err and "Traceback" not in err
+    monkeypatch.setenv("CTS_DEBUG", "1")   # developers get the traceback
+    with pytest.raises(ValueError):
+        main(["train", "--data", f"lgg:{missing}", "--preset", "test32", "--out", str(tmp_path / "run")])
