@@ -84,6 +84,22 @@ def test_quality_parallel_rows_merge_in_the_asked_order(tmp_path):
         q.parse_args(["--steps", "auto:10", "--parallel-rows"])   # rows probed one by one cannot run in parallel
 
 
+def test_quality_cpu_run_on_real_ddti(tmp_path, data_root):
+    """The CI-sized run of the Table-1 pipeline on real data: DDTI train/test split, test32, a few steps."""
+    out = tmp_path / "quality.json"
+    assert _load("quality").main(["--data", f"ddti:{data_root / 'ddti'}", "--preset", "test32", "--steps", "3",
+                                  "--rows", "cts_m,supervised,diffusion", "--diffusion-steps", "2", "--members", "2",
+                                  "--train-limit", "64", "--no-hd95", "--n-bootstrap", "0", "--device", "cpu",
+                                  "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["data_kind"] == "ddti" and r["level"] == "per_slice" and r["complete"]
+    assert r["test_items"] > 0 and all(row["outputs"] for row in r["rows"])
+    for row in r["rows"]:
+        for summary in row["outputs"].values():
+            d = summary["per_slice"]["dice"]["mean"]
+            assert summary["per_slice"]["n"] == r["test_items"] and 0.0 <= d <= 1.0
+
+
 def test_quality_reads_packed_data_and_auto_steps(tmp_path):
     from ctslib.baselines import pack_splits
     pack = tmp_path / "ph.npz"
