@@ -87,14 +87,20 @@ class Predictor:
         return int(self.model.cfg.image_size)
 
 
-def load_predictor(ckpt: str | Path, weights: str = "ema", device: str = "auto") -> Predictor:
-    """Rebuild the model of a checkpoint (EMA weights by default) on `device`, in eval mode."""
+def load_predictor(ckpt: str | Path, weights: str = "ema", device: str = "auto", compile: bool = False) -> Predictor:
+    """Rebuild the model of a checkpoint (EMA weights by default) on `device`, in eval mode.
+
+    compile=True runs the consistency function through torch.compile (nn.Module.compile: the same
+    module and state_dict): the first batch pays the compilation, later ones run the fused kernels.
+    """
     from .train import build_model_from_checkpoint
     if weights not in ("ema", "model"):
         raise PredictError(f"weights must be 'ema' or 'model', got {weights!r}")
     dev = pick_device(device)
     model, info = build_model_from_checkpoint(ckpt, weights, map_location="cpu")
     model.to(dev).eval()
+    if compile:
+        model.compile()
     return Predictor(model, dev, info["train_cfg"].mask_encoding, weights, int(info["step"]), info.get("data", ""), info)
 
 
@@ -512,6 +518,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (inputs are never overwritten)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (minutes to compile; pays off "
+                                                          "on many slices)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -531,7 +539,7 @@ def cmd_predict(args) -> int:
         opts = PredictOptions(levels=levels, members=args.members, seed=args.seed, output_kind=args.output_kind,
                               batch_size=args.batch_size, slices=args.slices,
                               diffusion=DiffusionConfig() if args.anisotropic else None)
-        pred = load_predictor(args.ckpt, args.weights, args.device)
+        pred = load_predictor(args.ckpt, args.weights, args.device, compile=args.compile)
         modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
         result = predict_path(pred, inputs, args.output, args.uncertainty, modalities, args.brain_mask, opts, args.force)
     except (ValueError, FileNotFoundError) as exc:   # PredictError, DataError, unreadable checkpoint

@@ -237,3 +237,18 @@ def test_same_seed_same_mask(data_root, ckpt1, tmp_path):
     P.predict_png(pred, image, tmp_path / "a.png")
     P.predict_png(pred, image, tmp_path / "b.png")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_compiled_predictor_matches_eager(ckpt1):
+    """load_predictor(compile=True) (the predict/evaluate --compile flag) gives the eager masks."""
+    from ctslib.predict import PredictOptions, load_predictor, predict_slices
+    images = open_dataset("phantom-us:8", "test", 32)
+    x = torch.stack([images[i][0] for i in range(4)])
+    opts = PredictOptions(members=2, batch_size=4)
+    eager = predict_slices(load_predictor(ckpt1, device="cpu"), x, opts)
+    compiled_pred = load_predictor(ckpt1, device="cpu", compile=True)
+    assert compiled_pred.model._compiled_call_impl is not None   # nn.Module.compile() took effect
+    compiled = predict_slices(compiled_pred, x, opts)
+    assert compiled_pred.model.state_dict().keys() == load_predictor(ckpt1, device="cpu").model.state_dict().keys()
+    assert (compiled[0] == eager[0]).float().mean() > 0.999
+    assert torch.allclose(compiled[1], eager[1], atol=1e-4)
