@@ -216,6 +216,9 @@ def main(argv=None) -> int:
     p.add_argument("--pack-dir", default="gpu_pack", help="folder with lgg128.npz and ddti128.npz (benchmarks/pack_data.py)")
     p.add_argument("--stages", default=",".join(STAGES), help=f"stages to run, from {','.join(STAGES)}")
     p.add_argument("--cts-m-steps", type=int, default=2000, help="training steps of the cts_m stage")
+    p.add_argument("--compile-items", default="flops,peak,train,compile_train,compile",
+                   help="speed.py --items of the compile stage")
+    p.add_argument("--compile-batch-sizes", default="1,64", help="batch sizes of the compiled inference timings")
     p.add_argument("--compile-cap", type=float, default=None, help="seconds for the compile stage (default 150)")
     p.add_argument("--quality-steps", type=int, default=None, help="training steps of every quality row (GPU 700, CPU 20)")
     p.add_argument("--quality-extra", default="", help='extra quality.py arguments for every quality stage, e.g. "--lr 3e-4"')
@@ -305,8 +308,8 @@ def main(argv=None) -> int:
             session.save()
         else:
             cap = min(args.compile_cap or caps["compile"], session.remaining() - 5)
-            session.run("compile", [py, "benchmarks/speed.py", *speed_args, "--items", "flops,peak,train,compile_train,compile",
-                                    "--compile", "--compile-batch-sizes", "1,64",
+            session.run("compile", [py, "benchmarks/speed.py", *speed_args, "--items", args.compile_items,
+                                    "--compile", "--compile-batch-sizes", args.compile_batch_sizes,
                                     "--precisions", "bf16" if not cpu else "autocast",
                                     "--time-budget", str(int(cap - 10)), "--json", str(W / "speed_gpu_compile.json")],
                         cap, ["speed_gpu_compile.json"])
