@@ -6,9 +6,9 @@
 Measured (after warm-up, each call between device synchronisations, CUDA events; the median of
 the repeats; random inputs; no data loading and no host-side noise generation):
   one_step    f(sigma_max z; x^d) -> mask, at batch 1 (latency) and 16, 64 (throughput)
-  multistep   CTS 2 steps (levels sigma_max, 0.8), batch 16
-  diffusion   the EDM baseline's Heun sampler at its default 20 steps (39 evaluations), 1 member, batch 16;
-              its 5-member ensemble costs 5x (reported as derived)
+  multistep   CTS 2 steps (levels sigma_max, 0.8), batch 1, 16, 64
+  diffusion   the EDM baseline's Heun sampler at its default 20 steps (39 evaluations), 1 member, batch 1,
+              16, 64; its 5-member ensemble costs 5x (reported as derived)
   train       one CTS iteration at batch 8: online forward/backward, target forward, L_CTS, AdamW,
               target and EMA updates; img/s and peak memory; also forward+backward alone
 Precisions: "autocast" (how ctslib runs: fp32 weights, bf16 autocast on CUDA, fp32 on the CPU) and
@@ -58,7 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--batch-sizes", default="1,16,64", help="one-step inference batch sizes")
     p.add_argument("--train-batch", type=int, default=8, help="training batch size")
-    p.add_argument("--multistep-batch", type=int, default=16, help="batch of the 2-step and diffusion timings")
+    p.add_argument("--multistep-batch-sizes", default="1,16,64", help="batch sizes of the 2-step and diffusion timings")
+    p.add_argument("--ratio-batch", type=int, default=16,
+                   help="batch at which the 2-step and diffusion times are compared with one step (and profiled)")
     p.add_argument("--diffusion-steps", type=int, default=EDMConfig.steps, help="diffusion sampler steps (Heun)")
     p.add_argument("--precisions", default="autocast,bf16", help="autocast and/or bf16 (bf16 weights)")
     p.add_argument("--memory-formats", default="channels_last,contiguous",
@@ -83,7 +85,9 @@ def parse_args(argv=None):
         args.preset, args.repeats, args.item_seconds, args.warmup = "test32", 3, 2.0, 1
         if args.batch_sizes == "1,16,64":
             args.batch_sizes = "1,4"
-        args.multistep_batch, args.train_batch = min(args.multistep_batch, 4), min(args.train_batch, 4)
+        if args.multistep_batch_sizes == "1,16,64":
+            args.multistep_batch_sizes = "1,4"
+        args.ratio_batch, args.train_batch = min(args.ratio_batch, 4), min(args.train_batch, 4)
     return args
 
 
@@ -286,8 +290,10 @@ def main(argv=None) -> int:
 
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
-    if args.multistep_batch not in batch_sizes and ("multistep" in items or "diffusion" in items):
-        batch_sizes.append(args.multistep_batch)   # the one-step reference for the 2-step and diffusion ratios
+    multi_sizes = [int(b) for b in args.multistep_batch_sizes.split(",") if b.strip()]
+    if "multistep" in items or "diffusion" in items:
+        # the one-step reference for the 2-step and diffusion ratios, at every batch they are timed
+        batch_sizes += [b for b in multi_sizes if b not in batch_sizes]
     fwd = flops.get("forward_per_slice")
 
     formats = [f.strip() for f in args.memory_formats.split(",") if f.strip()]
@@ -372,9 +378,9 @@ def main(argv=None) -> int:
                    train_run(False), need=5)
 
     # -- CTS 2 steps and the diffusion baseline --------------------------------------------------------
-    bm = args.multistep_batch
     precision = "autocast"
-    if "multistep" in items:
+
+    def two_step_run(bm: int):
         def run():
             model = get_model(precision)
             img, z = inputs(bm, precision)
@@ -391,9 +397,9 @@ def main(argv=None) -> int:
                     return model(x, s2, img, encoded=enc).denoised.clamp(-1, 1) > 0
             hf = flops.get("h_per_slice", 0)
             return infer_record("multistep", bm, precision, "eager", fn, fwd and (2 * fwd - hf) * bm, nfe=2)
-        bench.item({"name": "cts_2step", "batch": bm, "precision": precision, "mode": "eager", "memory_format": default_fmt}, run)
+        return run
 
-    if "diffusion" in items:
+    def diffusion_run(bm: int):
         def run():
             torch.manual_seed(0)
             dm = EDMDenoiser(cfg, EDMConfig(steps=args.diffusion_steps)).to(device).eval()
@@ -411,7 +417,15 @@ def main(argv=None) -> int:
             r["steps"] = args.diffusion_steps
             del dm
             return r
-        bench.item({"name": "diffusion_1member", "batch": bm, "precision": precision, "mode": "eager", "memory_format": default_fmt}, run, need=5)
+        return run
+
+    for bm in multi_sizes:
+        common = {"batch": bm, "precision": precision, "mode": "eager", "memory_format": default_fmt}
+        if "multistep" in items:
+            bench.item({"name": "cts_2step", **common}, two_step_run(bm))
+        if "diffusion" in items:
+            bench.item({"name": "diffusion_1member", **common}, diffusion_run(bm), need=5)
+    bm = args.ratio_batch
 
     # -- where the time goes: the top operators of a one-step forward (torch.profiler) -------------------
     if "profile" in items:
@@ -486,10 +500,10 @@ def summarize(bench: Bench, device) -> None:
     b16 = best([r for r in one if r["batch"] == 16])
     batched = best([r for r in one if r["batch"] >= 16])
     train = best([r for r in ok if r["name"] == "train_iteration"], "ms")
-    bm = bench.args.multistep_batch   # one-step at the batch of the multistep / diffusion timings, same precision
+    bm = bench.args.ratio_batch   # one-step at the batch of the multistep / diffusion ratios, same precision
     eager16 = next((r for r in one if r["batch"] == bm and r["precision"] == "autocast" and r["mode"] == "eager"), None)
-    diff = next((r for r in ok if r["name"] == "diffusion_1member"), None)
-    two = next((r for r in ok if r["name"] == "cts_2step"), None)
+    diff = next((r for r in ok if r["name"] == "diffusion_1member" and r["batch"] == bm), None)
+    two = next((r for r in ok if r["name"] == "cts_2step" and r["batch"] == bm), None)
     tag = lambda r: (f"{r['precision']}/{r['mode']}{'/nchw' if r.get('memory_format') == 'contiguous' else ''} "  # noqa: E731
                      f"b{r['batch']}") if r else None
     s = {"best_b1_ms": b1 and b1["ms"], "best_b1_config": tag(b1),
