@@ -147,7 +147,8 @@ def quality_section(group: list[tuple[str, dict]]) -> list[str]:
     first = group[0][1]
     datasets = [(name, d) for name, d in group]
     head = (f"#### Quality: preset `{first['preset']}`, {first['steps']} steps x batch {first['batch_size']} per row "
-            f"(lr {first['lr']:g}, EMA {first['ema_rate']:.4g}) on {where(first)}")
+            f"(lr {first['lr']:g}, CT curriculum s1 {first.get('train_config', {}).get('s1', '?')}, EMA {first['ema_rate']:.4g}) "
+            f"on {where(first)}")
     notes = "Sources: " + ", ".join(f"`benchmarks/results/{n}`" for n, _ in datasets) \
         + (" (CPU smoke run: tiny network and budget, a pipeline check)" if first.get("device_kind") != "cuda" else "")
     if first.get("parallel_rows"):
