@@ -5,8 +5,15 @@ exactly ``case`` (str), ``slice`` (int) and ``path`` (str), so torch's default c
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+
+def image_and_mask(item: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a preprocessed (C+1, S, S) item, mask last, into (image (C,S,S), mask (1,S,S))."""
+    t = torch.from_numpy(item)
+    return t[:-1], t[-1:]
 
 
 class SegDataset(Dataset):

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -89,3 +90,17 @@ class ItemCache:
 
     def put(self, item_key: str, array: np.ndarray) -> None:
         save_npy(self.path(item_key), array)
+
+
+def cached_or_made(cache: ItemCache | None, sources: Sequence[str | os.PathLike],
+                   make: Callable[[], np.ndarray]) -> np.ndarray:
+    """The cached array of an item made from these source files; on a miss (or without a cache) make()
+    it, and store it. The key fingerprints every source, so an edited source file is made again."""
+    if cache is None:
+        return make()
+    key = "|".join(fingerprint(f) for f in sources)
+    arr = cache.get(key)
+    if arr is None:
+        arr = make()
+        cache.put(key, arr)
+    return arr

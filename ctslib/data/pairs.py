@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import SegDataset
-from .cache import ItemCache, cache_root, fingerprint
+from .base import SegDataset, image_and_mask
+from .cache import ItemCache, cache_root, cached_or_made
 from .errors import DataError, data_error
 from .preprocess import DiffusionConfig, anisotropic_diffusion, fit_to_size, pad_to_square, scale_to_unit, single_thread, zscore_image
 from .readers import MASK_RULES, check_same_shape, picture_mask, read_picture, to_channels
@@ -211,16 +211,7 @@ class PairsDataset(SegDataset):
 
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         r = self.records[i]
-        if self.cache is None:
-            arr = self.preprocess(r)
-        else:
-            key = fingerprint(r.image) + "|" + fingerprint(r.mask)
-            arr = self.cache.get(key)
-            if arr is None:
-                arr = self.preprocess(r)
-                self.cache.put(key, arr)
-        t = torch.from_numpy(arr)
-        return t[:-1], t[-1:]
+        return image_and_mask(cached_or_made(self.cache, (r.image, r.mask), lambda: self.preprocess(r)))
 
     def preprocess(self, r: Record) -> np.ndarray:
         """Decode and preprocess one pair; returns (C+1, S, S) float32 with the mask last."""

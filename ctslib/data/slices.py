@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import SegDataset
-from .cache import ItemCache, cache_root, fingerprint
+from .base import SegDataset, image_and_mask
+from .cache import ItemCache, cache_root, cached_or_made
 from .errors import data_error
 from .preprocess import DiffusionConfig, fit_to_size, single_thread, zscore_volume
 from .readers import labels_to_mask, read_nifti
@@ -123,16 +123,8 @@ class SliceDataset(SegDataset):
 
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         it = self.items[i]
-        if self.cache is None:
-            arr = self.preprocess(it)
-        else:
-            key = "|".join(fingerprint(f) for f in it.files + ((it.label,) if it.label else ()))
-            arr = self.cache.get(key)
-            if arr is None:
-                arr = self.preprocess(it)
-                self.cache.put(key, arr)
-        t = torch.from_numpy(arr)
-        return t[:-1], t[-1:]
+        sources = it.files + ((it.label,) if it.label else ())
+        return image_and_mask(cached_or_made(self.cache, sources, lambda: self.preprocess(it)))
 
     def preprocess(self, it: SliceItem) -> np.ndarray:
         """Read, validate and normalise one slice; (C+1, S, S) float32 with the mask last."""
