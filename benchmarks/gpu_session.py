@@ -219,6 +219,8 @@ def main(argv=None) -> int:
     p.add_argument("--compile-items", default="flops,peak,train,compile_train,compile",
                    help="speed.py --items of the compile stage")
     p.add_argument("--compile-batch-sizes", default="1,64", help="batch sizes of the compiled inference timings")
+    p.add_argument("--compile-extra", default="", help='extra speed.py arguments of the compile stage, e.g. '
+                                                       '"--compile-mode max-autotune"')
     p.add_argument("--compile-cap", type=float, default=None, help="seconds for the compile stage (default 150)")
     p.add_argument("--quality-steps", type=int, default=None, help="training steps of every quality row (GPU 700, CPU 20)")
     p.add_argument("--quality-extra", default="", help='extra quality.py arguments for every quality stage, e.g. "--lr 3e-4"')
@@ -308,7 +310,8 @@ def main(argv=None) -> int:
             session.save()
         else:
             cap = min(args.compile_cap or caps["compile"], session.remaining() - 5)
-            session.run("compile", [py, "benchmarks/speed.py", *speed_args, "--items", args.compile_items,
+            session.run("compile", [py, "benchmarks/speed.py", *speed_args, *shlex.split(args.compile_extra),
+                                    "--items", args.compile_items,
                                     "--compile", "--compile-batch-sizes", args.compile_batch_sizes,
                                     "--precisions", "bf16" if not cpu else "autocast",
                                     "--time-budget", str(int(cap - 10)), "--json", str(W / "speed_gpu_compile.json")],

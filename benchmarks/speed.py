@@ -69,6 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--compile", action="store_true", help="also time torch.compile: inference (mode reduce-overhead) "
                                                           "and the training iteration (default mode)")
     p.add_argument("--compile-batch-sizes", default="1,16", help="batch sizes timed with torch.compile")
+    p.add_argument("--compile-mode", default=None,
+                   help="torch.compile mode of the inference timings (default: reduce-overhead on CUDA, i.e. with CUDA "
+                        "graphs; e.g. max-autotune, which takes far longer to compile)")
     p.add_argument("--items", default=",".join(ALL_ITEMS), help=f"what to measure, from {','.join(ALL_ITEMS)}")
     p.add_argument("--repeats", type=int, default=20, help="timed repeats per item (fewer if --item-seconds runs out)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
@@ -468,7 +471,7 @@ def main(argv=None) -> int:
                 model = get_model(prec)
                 img, z = inputs(b, prec)
                 sigma = torch.full((b,), cfg.sigma_max, device=device, dtype=torch.float64)
-                mode = "reduce-overhead" if device.type == "cuda" else "default"
+                mode = args.compile_mode or ("reduce-overhead" if device.type == "cuda" else "default")
                 torch._dynamo.reset()  # a fresh, static-shape compile for each batch size
                 net = torch.compile(lambda x, s, i: model(x, s, i).denoised.clamp(-1, 1) > 0, mode=mode, dynamic=False)
                 t0 = time.perf_counter()
@@ -482,6 +485,7 @@ def main(argv=None) -> int:
                         return net(cfg.sigma_max * z, sigma, img)
                 r = infer_record("one_step", b, prec, "compile", fn, fwd and fwd * b)
                 r["compile_s"] = compile_s
+                r["compile_mode"] = mode
                 return r
             bench.item({"name": "one_step", "batch": b, "precision": prec, "mode": "compile",
                         "memory_format": default_fmt}, run, need=60)
