@@ -158,3 +158,20 @@ def test_quality_cuts_a_cts_row_at_the_deadline(tmp_path, monkeypatch):
     row = json.loads(out.read_text())["rows"][0]
     assert row["status"].startswith("ok (training cut short")
     assert row["train"]["truncated"] and row["train"]["steps"] == 4 and row["train"]["requested_steps"] == 8
+
+
+def test_readme_renders_ablations_as_one_table_sorted_by_settings():
+    """Runs tagged "ablation: ..." become one row each (sorted by s1, then lr), apart from Table 1."""
+    rr = _load("readme_results")
+
+    def run(lr, s1, dice):
+        scores = {"per_volume": {"dice": {"mean": dice, "std": 0.1}, "iou": {"mean": dice / 2}}}
+        return {"benchmark": "quality", "tag": "ablation: CT settings", "device_kind": "cpu", "device_name": "cpu",
+                "date": "2026-11-26", "torch": "x", "preset": "test32", "steps": 500, "batch_size": 16, "lr": lr,
+                "train_config": {"s1": s1}, "data_kind": "lgg", "level": "per_volume",
+                "rows": [{"row": "cts_m", "label": "CTS-M", "status": "ok", "outputs": {"one_step": scores}}]}
+    text = rr.render([("b.json", run(2e-3, 10, 0.25)), ("a.json", run(5e-4, 5, 0.46)), ("c.json", run(2e-3, 5, 0.67))])
+    assert "#### CT settings: LGG (brain MRI)" in text and "### Quality (Table 1" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| CTS-M")]
+    assert [r.split("|")[2].strip() + "/" + r.split("|")[3].strip() for r in rows] == ["0.0005/5", "0.002/5", "0.002/10"]
+    assert "| 67.0 ± 10.0 | - | - | `c.json` |" in rows[1]
