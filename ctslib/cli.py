@@ -65,7 +65,7 @@ def _add_train(sub):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--compile", action="store_true", help="torch.compile the online and teacher networks (slow first step; faster after)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="CUDA memory format (default: channels_last only where this torch's GroupNorm keeps it)")
+                   help="memory format (default: channels_last wherever this torch's GroupNorm keeps it)")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")

@@ -45,13 +45,13 @@ def _group_norm_keeps_channels_last(device: str) -> bool:
 def use_channels_last(device: torch.device, requested: bool | None = None) -> bool:
     """Whether to run the networks in channels_last on `device` (None: decide from this torch build).
 
-    cuDNN convolutions are fastest in channels_last, but a CUDA GroupNorm that cannot keep that
-    layout converts every activation to NCHW and back. Measured on an H100 with torch 2.11
-    (benchmarks/results/speed_gpu*.json): eager paper256 inference 1.4x and training 1.4x faster in
-    NCHW. So the default is channels_last only where GroupNorm keeps it; CPU runs stay NCHW.
+    Convolutions (cuDNN, oneDNN) are fastest in channels_last, but a GroupNorm that cannot keep that
+    layout converts every activation to NCHW and back. Measured on an H100 with torch 2.11, whose
+    CUDA GroupNorm returns NCHW (benchmarks/results/speed_gpu*.json): eager paper256 inference and
+    training 1.4x faster in plain NCHW. The CPU GroupNorm keeps channels_last, and there tiny64 and
+    test32 training ran 7-23% faster in it (torch 2.13, 1-2 threads). So: channels_last wherever
+    this torch's GroupNorm keeps it.
     """
-    if device.type != "cuda":
-        return False
     if requested is not None:
         return requested
     return _group_norm_keeps_channels_last(str(device))

@@ -37,7 +37,7 @@ from .data.preprocess import DiffusionConfig, anisotropic_diffusion, fit_to_size
 from .data.preprocess import brain_mask as default_brain
 from .data.readers import read_nifti, read_picture, to_channels
 from .data.volumes import LAYOUTS, NIFTI, VolumeConfig, match_file
-from .device import autocast, pick_device
+from .device import autocast, pick_device, use_channels_last
 from .sampling import segment
 
 OUTPUT_KINDS = ("consistency", "aux")
@@ -99,6 +99,8 @@ def load_predictor(ckpt: str | Path, weights: str = "ema", device: str = "auto",
     dev = pick_device(device)
     model, info = build_model_from_checkpoint(ckpt, weights, map_location="cpu")
     model.to(dev).eval()
+    if use_channels_last(dev):
+        model.to(memory_format=torch.channels_last)
     if compile:
         model.compile()
     return Predictor(model, dev, info["train_cfg"].mask_encoding, weights, int(info["step"]), info.get("data", ""), info)

@@ -52,7 +52,7 @@ class RunOptions:
     eval_members: int = 1
     device: str = "auto"
     compile: bool = False
-    channels_last: bool | None = None  # CUDA memory format; None: device.use_channels_last decides
+    channels_last: bool | None = None  # memory format; None: device.use_channels_last decides
     num_workers: int = 0
     resume: bool = False
     progress: bool = True

@@ -136,7 +136,10 @@ def test_to_device_is_a_plain_copy_on_cpu():
     assert torch.equal(out, t)
 
 
-def test_channels_last_never_on_cpu():
+def test_channels_last_follows_group_norm_unless_requested():
     from ctslib.device import use_channels_last
     cpu = torch.device("cpu")
-    assert use_channels_last(cpu) is False and use_channels_last(cpu, True) is False
+    x = torch.zeros(1, 8, 4, 4).contiguous(memory_format=torch.channels_last)
+    keeps = torch.nn.functional.group_norm(x, 2).is_contiguous(memory_format=torch.channels_last)
+    assert use_channels_last(cpu) is keeps
+    assert use_channels_last(cpu, True) is True and use_channels_last(cpu, False) is False
