@@ -103,7 +103,7 @@ def speed_section(name: str, d: dict) -> list[str]:
     lines += ["", "| what | batch | precision / mode / layout | ms per call | ms per slice | TFLOP/s | % of peak | % of matmul |",
               "|---|---|---|---|---|---|---|---|"]
     for r in d.get("items", []):
-        if r["name"] in ("flops", "peak", "profile"):
+        if r["name"] in ("flops", "peak", "profile", "profile_train"):
             continue
         mode = f"{r.get('precision', '')} / {r.get('mode', '')} / {memory_format(r, d)}"
         if not r["status"].startswith("ok"):
@@ -114,10 +114,11 @@ def speed_section(name: str, d: dict) -> list[str]:
             per = f"{r['img_per_s']:.1f} img/s" + (f", {r['peak_mem_gib']:.1f} GiB" if r.get("peak_mem_gib") else "")
         lines.append(f"| {r['name']} | {r['batch']} | {mode} | {r['ms']:.3f} | {per} | {f(r.get('tflops'))} | "
                      f"{f(r.get('pct_peak_table'), '{:.1f}')} | {f(r.get('pct_peak_measured'), '{:.1f}')} |")
-    prof = next((r for r in d.get("items", []) if r["name"] == "profile" and r["status"] == "ok"), None)
-    if prof:
-        lines += ["", f"Where a one-step forward spends its time (torch.profiler, batch {prof['batch']}, {prof['precision']}): "
-                  + prof["summary"] + "."]
+    for name, what in (("profile", "a one-step forward"), ("profile_train", "a training iteration")):
+        prof = next((r for r in d.get("items", []) if r["name"] == name and r["status"] == "ok"), None)
+        if prof:
+            lines += ["", f"Where {what} spends its time (torch.profiler, batch {prof['batch']}, {prof['precision']}, "
+                          f"{memory_format(prof, d)}): " + prof["summary"] + "."]
     s = d.get("summary") or {}
     if s:
         lines.append("")

@@ -47,7 +47,8 @@ REFERENCE = {"ms_per_slice_b16": 4.0, "ms_b1": 14.7, "ms_train_step_b8": 136.0,
              "source": "LanHEU/CTS released code, 59.8M params, bf16, same GPU kind (issue #6)"}
 TARGETS = {"batched_pct_peak": 35.0, "batched_ms_per_slice": 1.0, "b1_ms": 4.0, "train_pct_peak": 30.0}
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
-ALL_ITEMS = ("flops", "peak", "infer", "graphs", "train", "multistep", "diffusion", "profile", "compile", "compile_train")
+ALL_ITEMS = ("flops", "peak", "infer", "graphs", "train", "multistep", "diffusion", "profile", "profile_train", "compile",
+             "compile_train")
 
 
 def parse_args(argv=None):
@@ -145,7 +146,7 @@ def line(r: dict) -> str:
     name = f"{r['name']} [{r.get('precision', '')}{'/' + r['mode'] if r.get('mode') else ''}{fmt}]"
     if not r["status"].startswith("ok"):
         return f"{name:<34} b={r.get('batch', ''):<3} {r['status']}"
-    if r["name"] in ("flops", "peak", "profile"):
+    if r["name"] in ("flops", "peak", "profile", "profile_train"):
         return f"{name:<34} {r.get('summary', '')}"
     pct = r.get("pct_peak_table")
     pct_m = r.get("pct_peak_measured")
@@ -158,6 +159,28 @@ def line(r: dict) -> str:
     if r.get("peak_mem_gib") is not None:
         extra += f" {r['peak_mem_gib']:.2f} GiB"
     return f"{name:<34} b={r['batch']:<3} {r['ms']:9.3f} ms{extra}"
+
+
+def top_ops(fn, device, calls: int = 3, n: int = 15) -> dict:
+    """The aten operators taking the most device time (CPU time on the CPU) over `calls` calls of fn."""
+    for _ in range(2):
+        fn()
+    sync(device)
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=acts) as prof:
+        for _ in range(calls):
+            fn()
+        sync(device)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    total = sum(getattr(e, key, 0) for e in events) or 1.0
+    top = sorted(events, key=lambda e: getattr(e, key, 0), reverse=True)[:n]
+    return {"clock": key,
+            "top_ops": [{"op": e.key, "calls_per_forward": e.count / calls, "ms_per_forward": getattr(e, key, 0) / (1e3 * calls),
+                         "pct": 100 * getattr(e, key, 0) / total} for e in top],
+            "summary": "; ".join(f"{e.key[6:]} {100 * getattr(e, key, 0) / total:.0f}%" for e in top[:6])}
 
 
 def make_graph(fn, device):
@@ -325,7 +348,7 @@ def main(argv=None) -> int:
                 bench.item({"name": "one_step", "batch": b, "precision": precision, "mode": "graph", "memory_format": default_fmt}, run)
 
     # -- training --------------------------------------------------------------------------------------
-    def train_run(full: bool, compiled: bool = False, fmt: str = default_fmt):
+    def train_run(full: bool, compiled: bool = False, fmt: str = default_fmt, profile: bool = False):
         def run():
             torch.manual_seed(0)
             model = CTSModel(cfg).to(device).train().to(memory_format=MEMORY_FORMATS[fmt])
@@ -353,6 +376,10 @@ def main(argv=None) -> int:
                     ema_update(target, model, mu)
                     ema_update(ema, model, tcfg.ema_rate)
                 logs.update(lg)
+            if profile:   # where the time goes instead of how much
+                result = top_ops(step, device)
+                del model, target, ema, opt, online, teacher
+                return result
             compile_s = None
             if compiled:
                 t0 = time.perf_counter()
@@ -434,28 +461,13 @@ def main(argv=None) -> int:
     if "profile" in items:
         def run():
             prec = "bf16" if device.type == "cuda" else "autocast"
-            model = get_model(prec)
             img, z = inputs(bm, prec)
-            fn = one_step_fn(model, img, z, prec)
-            for _ in range(2):
-                fn()
-            sync(device)
-            acts = [torch.profiler.ProfilerActivity.CPU]
-            if device.type == "cuda":
-                acts.append(torch.profiler.ProfilerActivity.CUDA)
-            with torch.profiler.profile(activities=acts) as prof:
-                for _ in range(3):
-                    fn()
-                sync(device)
-            key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-            events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
-            total = sum(getattr(e, key, 0) for e in events) or 1.0
-            top = sorted(events, key=lambda e: getattr(e, key, 0), reverse=True)[:15]
-            return {"batch": bm, "precision": prec, "mode": "eager", "clock": key,
-                    "top_ops": [{"op": e.key, "calls_per_forward": e.count / 3, "ms_per_forward": getattr(e, key, 0) / 3e3,
-                                 "pct": 100 * getattr(e, key, 0) / total} for e in top],
-                    "summary": "; ".join(f"{e.key[6:]} {100 * getattr(e, key, 0) / total:.0f}%" for e in top[:6])}
+            return {"batch": bm, "precision": prec, "mode": "eager", "memory_format": default_fmt,
+                    **top_ops(one_step_fn(get_model(prec), img, z, prec), device)}
         bench.item({"name": "profile"}, run, need=5)
+    if "profile_train" in items:
+        bench.item({"name": "profile_train", "batch": args.train_batch, "precision": "autocast", "mode": "eager",
+                    "memory_format": default_fmt}, train_run(True, profile=True), need=10)
 
     # -- torch.compile (slowest to set up: last) -------------------------------------------------------
     if "compile_train" in items:

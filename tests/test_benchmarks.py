@@ -35,8 +35,9 @@ def test_speed_quick_writes_json(tmp_path):
                  ("train_iteration", 4, "autocast"), ("train_fwd_bwd", 4, "autocast"), ("cts_2step", 4, "autocast"),
                  ("diffusion_1member", 4, "autocast"), ("cts_2step", 1, "autocast"), ("diffusion_1member", 1, "autocast")]:
         assert want in names, want
-    profile = next(i for i in r["items"] if i["name"] == "profile")
-    assert profile["status"] == "ok" and profile["top_ops"] and profile["top_ops"][0]["pct"] > 0
+    for name in ("profile", "profile_train"):
+        profile = next(i for i in r["items"] if i["name"] == name)
+        assert profile["status"] == "ok" and profile["top_ops"] and profile["top_ops"][0]["pct"] > 0
     diffusion = next(i for i in r["items"] if i["name"] == "diffusion_1member" and i["batch"] == 4)
     assert diffusion["nfe"] == 39 and diffusion["ms_per_slice"] > 0
     assert r["summary"]["best_b1_ms"] > 0 and r["summary"]["diffusion_vs_one_step_per_slice"] > 1
