@@ -82,7 +82,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", default="200", help="training steps per row, or auto:SECONDS for all rows together")
     p.add_argument("--batch-size", type=int, default=None, help="batch size of every row (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate of every row (default: the preset's)")
-    p.add_argument("--s1", type=int, default=None, help="CT curriculum end s1 (default: the preset's; short runs want ~10)")
+    p.add_argument("--s1", type=int, default=None, help="CT curriculum end s1 (default: the preset's; short runs want ~5, see the README's CT settings table)")
     p.add_argument("--ema-rate", default="auto", help="evaluation EMA rate; auto = min(preset, 1 - 10/steps)")
     p.add_argument("--seed", type=int, default=0, help="training and sampling seed")
     p.add_argument("--split", default="test", help="split to score")

@@ -36,6 +36,12 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
+def host_scalars(named: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors as Python floats with one device->host sync for all of them (not one per .item())."""
+    values = torch.stack([v.detach().float().reshape(()) for v in named.values()]).tolist()
+    return dict(zip(named, values))
+
+
 @functools.lru_cache(maxsize=None)
 def _group_norm_keeps_channels_last(device: str) -> bool:
     x = torch.zeros(1, 8, 4, 4, device=device).contiguous(memory_format=torch.channels_last)

@@ -15,7 +15,7 @@ from torch import nn
 
 from . import schedules
 from .config import ModelConfig, TrainConfig
-from .device import to_device
+from .device import host_scalars, to_device
 from .precond import karras_grid
 from .targets import RNGSnapshot
 
@@ -138,10 +138,7 @@ class ConsistencyLoss:
         else:
             l_s = torch.zeros_like(l_ct)
         loss = (l_ct + self.t.alpha * l_s).mean()
-        # one device->host sync per step for all logged scalars
-        loss_v, l_ct_v, l_s_v = torch.stack([loss.detach().float(), l_ct.detach().float().mean(),
-                                             l_s.detach().float().mean()]).tolist()
-        logs = {"loss": loss_v, "loss_ct": l_ct_v, "loss_s": l_s_v,
+        logs = {**host_scalars({"loss": loss, "loss_ct": l_ct.float().mean(), "loss_s": l_s.float().mean()}),
                 "num_scales": pairs.num_scales, "t_hi_mean": float(pairs.t_hi.float().mean())}
         if not math.isfinite(logs["loss"]):
             logs["nonfinite"] = 1.0

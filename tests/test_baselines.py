@@ -33,6 +33,14 @@ def _cfgs(variant="cts_m", **train):
     return m, replace(t, **train)
 
 
+def _perturbed(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
+    """Add N(0, scale^2) to every weight: zero-initialised output layers would make F = 0 exactly."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return model
+
+
 def test_supervised_unet_learns_phantoms(tmp_path):
     m, t = _cfgs(steps=100, ema_rate=0.9)
     model, summary = train_supervised(m, t, open_dataset("phantom", "train", 32),
@@ -73,10 +81,8 @@ def test_edm_preconditioning_formula():
     """D = c_skip x + c_out F(c_in x, x^d, ln(sigma)/4) with the EDM scalings, on the CTS network."""
     m, _ = _cfgs()
     torch.manual_seed(1)
-    model = EDMDenoiser(m).eval()
+    model = _perturbed(EDMDenoiser(m).eval())
     with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
         x, image = torch.randn(3, 1, 32, 32), torch.randn(3, 4, 32, 32)
         sigma = torch.tensor([0.01, 1.0, 50.0], dtype=torch.float64)
         skip, out, c_in = precond.edm_scalings(sigma, 0.5)
@@ -178,10 +184,7 @@ def test_packed_roundtrip(tmp_path):
 def test_evaluate_segmenter_matches_ctslib_evaluate():
     m, _ = _cfgs()
     torch.manual_seed(0)
-    model = CTSModel(m).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model = _perturbed(CTSModel(m).eval())
     ds = open_dataset("phantom:16", "test", 32)
     opts = replace(FAST_EVAL, outputs=("one_step", "ensemble", "aux_head"), members=2, batch_size=5)
     ours = evaluate_segmenter(cts_segmenter(model, opts.outputs, members=2), ds, opts)

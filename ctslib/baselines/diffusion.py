@@ -33,7 +33,7 @@ from torch import nn
 
 from .. import precond
 from ..config import ModelConfig, TrainConfig
-from ..device import to_device
+from ..device import host_scalars, to_device
 from ..losses import encode_mask, segmentation_loss
 from ..model import CTSModel, CTSOutput
 from ..sampling import Segmentation, mask_threshold, seeded_noise, to_probability
@@ -138,8 +138,7 @@ class EDMLoss:
         else:
             l_s = torch.zeros_like(l_dm)
         loss = (l_dm + self.alpha * l_s).mean()
-        values = torch.stack([loss.detach().float(), l_dm.detach().float().mean(), l_s.detach().float().mean()]).tolist()
-        return loss, dict(zip(("loss", "loss_dm", "loss_s"), values))   # one host sync
+        return loss, host_scalars({"loss": loss, "loss_dm": l_dm.float().mean(), "loss_s": l_s.float().mean()})
 
 
 def train_diffusion(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set, run: RunOptions = RunOptions(),
