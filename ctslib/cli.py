@@ -126,6 +126,9 @@ def _add_evaluate(sub):
     p.add_argument("--anisotropic", action="store_true", help="Perona-Malik preprocessing (use if trained with it)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--grid", choices=["native", "model"], default="native",
+                   help="score on the files' own grid (predictions mapped back, ALGORITHM section 4) or at the "
+                        "model's resolution")
     p.add_argument("--json", default=None, help="write the full results to this JSON file")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (minutes to compile; pays off "
                                                           "on a large split)")
@@ -146,13 +149,14 @@ def cmd_evaluate(args) -> int:
     ds = open_dataset(spec, args.split, model.cfg.image_size, diffusion=DiffusionConfig() if args.anisotropic else None)
     levels = tuple(float(x) for x in args.levels.split(",") if x.strip())
     opts = EvalOptions(outputs=tuple(o.strip() for o in args.outputs.split(",")), levels=levels, members=args.members,
-                       batch_size=args.batch_size, limit=args.limit, seed=args.seed)
+                       batch_size=args.batch_size, limit=args.limit, seed=args.seed, grid=args.grid)
     results = evaluate(model, ds, info["train_cfg"].mask_encoding, opts, device)
     print(format_table(results))
     if args.json:
         from .io_utils import write_json_atomic
         write_json_atomic(args.json, {"checkpoint": str(args.ckpt), "step": info["step"], "weights": args.weights,
                                       "data": spec, "split": args.split, "levels": list(levels), "members": args.members,
+                                      "grid": next(iter(results.values()))["grid"] if results else args.grid,
                                       "device": describe(device), **results})
     return 0
 

@@ -63,6 +63,19 @@ def use_channels_last(device: torch.device, requested: bool | None = None) -> bo
     return _group_norm_keeps_channels_last(str(device))
 
 
+def modules_in_layout(channels_last: bool, *modules: torch.nn.Module | None) -> None:
+    """Convert the given modules (None skipped) to channels_last in place when asked; else leave them NCHW."""
+    if channels_last:
+        for m in modules:
+            if m is not None:
+                m.to(memory_format=torch.channels_last)
+
+
+def in_layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """A (B,C,H,W) batch in the networks' memory format (a no-op for NCHW)."""
+    return t.contiguous(memory_format=torch.channels_last) if channels_last else t
+
+
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"

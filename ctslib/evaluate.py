@@ -2,23 +2,28 @@
 
 Outputs scored separately: the one-step consistency sample, the multistep sample, the E-member
 ensemble, and the auxiliary head y_hat. Only the first three measure the consistency model.
-Metrics are computed at the model's working resolution.
+By default the masks are scored on the dataset's native grid: predictions go back through
+``preprocess.to_native`` (nearest neighbour, crop where padded) and meet the expert mask as stored;
+``EvalOptions(grid="model")`` scores at the model's working resolution instead.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from .device import autocast
+from .data.preprocess import to_native
+from .device import autocast, in_layout, use_channels_last
 from .metrics import SegmentationScores
 from .model import CTSModel
 from .sampling import segment
 
 OUTPUTS = ("one_step", "multistep", "ensemble", "aux_head")
+GRIDS = ("native", "model")
 
 
 @dataclass
@@ -28,6 +33,7 @@ class EvalOptions:
     members: int = 5                       # ensemble size E
     batch_size: int = 16
     limit: int | None = None               # score only the first `limit` items (quick profiles)
+    grid: str = "native"                   # native: score on the dataset's own grid (section 4); model: at image_size
     seed: int = 0
     hd95: bool = True
     n_bootstrap: int = 2000
@@ -35,42 +41,96 @@ class EvalOptions:
     extra: dict = field(default_factory=dict)
 
 
-def _loader(dataset: Dataset, opts: EvalOptions) -> DataLoader:
+Segmenter = Callable[[torch.Tensor, list[int]], dict[str, torch.Tensor]]
+
+
+def _native_source(dataset: Dataset) -> Dataset | None:
+    """The dataset whose ``native_mask(i)`` gives item i's native-grid mask, or None (model grid)."""
+    probe = len(dataset) and getattr(dataset, "native_mask", None)
+    if probe and probe(0) is not None:
+        return dataset
+    return None
+
+
+def _score_batch(scores: dict[str, SegmentationScores], preds: dict[str, torch.Tensor], gt: torch.Tensor,
+                 meta: dict, indices: range, native: Dataset | None) -> None:
+    """Add one batch to every output's scores: on the native grid (section 4) when `native` is given."""
+    cases, slices = list(meta["case"]), [int(s) for s in meta["slice"]]
+    masks = {name: p.float().cpu() > 0.5 for name, p in preds.items()}
+    if native is None:
+        for name, m in masks.items():
+            scores[name].add(m.numpy(), gt.numpy() > 0.5, cases, slices)
+        return
+    size = gt.shape[-1]
+    for b, i in enumerate(indices):
+        g = np.asarray(native.native_mask(i), dtype=bool)
+        for name, m in masks.items():
+            p = to_native(m[b:b + 1].float(), g.shape, size, native.fit, "nearest")[0, 0].numpy() > 0.5
+            scores[name].add(p, g, cases[b], slices[b])
+
+
+@torch.no_grad()
+def evaluate_segmenter(segmenter: Segmenter, dataset: Dataset, opts: EvalOptions = EvalOptions(),
+                       device: torch.device | str = "cpu") -> dict:
+    """{output: SegmentationScores.summary()} for every output ``segmenter(image, seeds)`` returns.
+
+    One loop for CTS and the baselines: same loader order, same per-item seeds, same grid.
+    """
+    if opts.grid not in GRIDS:
+        raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {opts.grid!r}")
+    device = torch.device(device)
+    native = _native_source(dataset) if opts.grid == "native" else None
     if opts.limit is not None and opts.limit < len(dataset):
         dataset = Subset(dataset, range(opts.limit))
-    return DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=0)
+    loader = DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=0)
+    scores: dict[str, SegmentationScores] = {}
+    offset, channels_last = 0, use_channels_last(device)
+    for image, mask, meta in tqdm(loader, desc="evaluate", disable=not opts.progress, leave=False):
+        image = in_layout(image.to(device), channels_last)
+        indices = range(offset, offset + image.shape[0])
+        offset += image.shape[0]
+        with autocast(device):
+            preds = segmenter(image, [opts.seed * 1_000_003 + i for i in indices])
+        for name in preds:
+            scores.setdefault(name, SegmentationScores(hd95=opts.hd95, n_bootstrap=opts.n_bootstrap, seed=opts.seed))
+        _score_batch(scores, preds, mask, meta, indices, native)
+    grid = "native" if native is not None else "model"
+    return {name: {**s.summary(), "grid": grid} for name, s in scores.items()}
+
+
+def cts_segmenter(model: CTSModel, outputs: Sequence[str] = ("one_step", "aux_head"), levels=(0.8,),
+                  members: int = 5, mask_encoding: str = "pm1") -> Segmenter:
+    """CTS outputs by name: one_step, multistep (at `levels`), ensemble (E=`members`), aux_head."""
+    model.eval()
+
+    def run(image, seeds):
+        preds = {}
+        if "one_step" in outputs or "aux_head" in outputs:
+            one = segment(model, image, None, 1, seeds, mask_encoding)
+            if "one_step" in outputs:
+                preds["one_step"] = one.mask
+            if "aux_head" in outputs and one.aux_mask is not None:
+                preds["aux_head"] = one.aux_mask
+        if "multistep" in outputs:
+            preds["multistep"] = segment(model, image, levels, 1, seeds, mask_encoding).mask
+        if "ensemble" in outputs:
+            preds["ensemble"] = segment(model, image, None, members, seeds, mask_encoding).mask
+        return preds
+    return run
 
 
 @torch.no_grad()
 def evaluate(model: CTSModel, dataset: Dataset, mask_encoding: str = "pm1", opts: EvalOptions = EvalOptions(),
              device: torch.device | None = None) -> dict:
-    """Score every requested output on `dataset`; returns {output: SegmentationScores.summary()}."""
+    """Score every requested CTS output on `dataset`; returns {output: SegmentationScores.summary()}."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    outputs = [o for o in opts.outputs if o != "aux_head" or model.h is not None]
-    scores = {o: SegmentationScores(n_bootstrap=opts.n_bootstrap, seed=opts.seed) for o in outputs}
-    offset = 0
-    loader = _loader(dataset, opts)
-    for image, mask, meta in tqdm(loader, desc="evaluate", disable=not opts.progress, leave=False):
-        image = image.to(device)
-        seeds = [opts.seed * 1_000_003 + offset + i for i in range(image.shape[0])]
-        offset += image.shape[0]
-        gt = mask.numpy() > 0.5
-        cases, slices = list(meta["case"]), [int(s) for s in meta["slice"]]
-        with autocast(device):
-            preds = {}
-            if "one_step" in outputs or "aux_head" in outputs:
-                one = segment(model, image, None, 1, seeds, mask_encoding)
-                preds["one_step"], preds["aux_head"] = one.mask, one.aux_mask
-            if "multistep" in outputs:
-                preds["multistep"] = segment(model, image, opts.levels, 1, seeds, mask_encoding).mask
-            if "ensemble" in outputs:
-                preds["ensemble"] = segment(model, image, None, opts.members, seeds, mask_encoding).mask
-        for name in outputs:
-            scores[name].add(preds[name].cpu().numpy() > 0.5, gt, cases, slices)
-    model.train(was_training)
-    return {name: s.summary() for name, s in scores.items()}
+    try:
+        segmenter = cts_segmenter(model, opts.outputs, opts.levels, opts.members, mask_encoding)
+        return evaluate_segmenter(segmenter, dataset, opts, device)
+    finally:
+        model.train(was_training)
 
 
 def headline(results: dict) -> dict[str, float | None]:
@@ -87,4 +147,8 @@ def format_table(results: dict, levels: Sequence[float] = ()) -> str:
         for level in ("per_slice", "per_volume"):
             x = r[level]
             rows.append(f"{name:<10} {level:<10} {cell(x['dice']):<18} {cell(x['iou']):<18} {cell(x['hd95']):<20} {x['n']}")
+    grids = sorted({r["grid"] for r in results.values() if "grid" in r})
+    if grids:
+        rows.append(f"scored on the {' / '.join(grids)} grid" + (" (masks mapped back to the files' own size)"
+                                                                  if grids == ["native"] else ""))
     return "\n".join(rows)

@@ -322,6 +322,7 @@ class SegmentationScores:
             HD95 (scalar or 3-tuple in that axis order; default 1 -> mm at 1 mm).
         hd95_fallback: "nan" (undefined HD95 excluded from mean/std and counted)
             or "diagonal" (replaced by the image diagonal, still counted).
+        hd95: False skips the distance transforms (HD95 then reads None; Dice/IoU only).
         n_bootstrap, seed, ci_level: percentile bootstrap over cases.
         threshold: binarisation threshold for non-bool inputs.
     """
@@ -329,6 +330,7 @@ class SegmentationScores:
     slice_spacing: Spacing = None
     volume_spacing: Spacing = 1.0
     hd95_fallback: str = "nan"
+    hd95: bool = True
     n_bootstrap: int = 2000
     seed: int = 0
     ci_level: float = 0.95
@@ -362,8 +364,8 @@ class SegmentationScores:
             pi, gi = np.ascontiguousarray(p[i]), np.ascontiguousarray(g[i])
             vol[sl] = (pi, gi)
             d, j = dice_iou(pi, gi)
-            h = hd95(pi, gi, self.slice_spacing, fallback="nan")
-            undefined = math.isnan(h)
+            h = hd95(pi, gi, self.slice_spacing, fallback="nan") if self.hd95 else float("nan")
+            undefined = self.hd95 and math.isnan(h)
             if undefined and self.hd95_fallback == "diagonal":
                 h = image_diagonal(pi.shape, self.slice_spacing)
             self._slices.append(
@@ -394,8 +396,8 @@ class SegmentationScores:
             p = np.stack([vol[k][0] for k in order])
             g = np.stack([vol[k][1] for k in order])
             d, j = dice_iou(p, g)
-            h = hd95(p, g, self.volume_spacing, fallback="nan")
-            undefined = math.isnan(h)
+            h = hd95(p, g, self.volume_spacing, fallback="nan") if self.hd95 else float("nan")
+            undefined = self.hd95 and math.isnan(h)
             if undefined and self.hd95_fallback == "diagonal":
                 h = image_diagonal(p.shape, self.volume_spacing)
             out.append(

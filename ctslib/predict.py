@@ -28,16 +28,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .data.errors import DataError
 from .data.pairs import IMAGE_EXTS
-from .data.preprocess import DiffusionConfig, anisotropic_diffusion, fit_to_size, pad_to_square, resize_mask, \
-    scale_to_unit, zscore_image, zscore_volume
+from .data.preprocess import DiffusionConfig, anisotropic_diffusion, fit_to_size, pad_to_square, scale_to_unit, \
+    to_native, zscore_image, zscore_volume
 from .data.preprocess import brain_mask as default_brain
 from .data.readers import read_nifti, read_picture, to_channels
 from .data.volumes import LAYOUTS, NIFTI, VolumeConfig, match_file
-from .device import autocast, pick_device, use_channels_last
+from .device import autocast, modules_in_layout, pick_device, use_channels_last
 from .sampling import segment
 
 OUTPUT_KINDS = ("consistency", "aux")
@@ -99,8 +98,7 @@ def load_predictor(ckpt: str | Path, weights: str = "ema", device: str = "auto",
     dev = pick_device(device)
     model, info = build_model_from_checkpoint(ckpt, weights, map_location="cpu")
     model.to(dev).eval()
-    if use_channels_last(dev):
-        model.to(memory_format=torch.channels_last)
+    modules_in_layout(use_channels_last(dev), model)
     if compile:
         model.compile()
     return Predictor(model, dev, info["train_cfg"].mask_encoding, weights, int(info["step"]), info.get("data", ""), info)
@@ -130,20 +128,6 @@ def predict_slices(pred: Predictor, images: torch.Tensor, opts: PredictOptions =
             masks.append(seg.mask.float().cpu())
         stds.append(seg.std.float().cpu())
     return torch.cat(masks), torch.cat(stds)
-
-
-def to_native(maps: torch.Tensor, native: tuple[int, int], image_size: int, fit: str = "resize",
-              mode: str = "nearest") -> torch.Tensor:
-    """Invert `fit_to_size`: (S,1,size,size) -> (S,1,H,W). Nearest (masks, exactly {0,1}) or bilinear (maps)."""
-    h, w = native
-    side = max(h, w) if fit == "resize" else max(h, w, image_size)
-    if tuple(maps.shape[-2:]) != (side, side):
-        if mode == "nearest":
-            maps = resize_mask(maps, side)
-        else:
-            maps = F.interpolate(maps.float(), size=(side, side), mode="bilinear", align_corners=False)
-    top, left = (side - h) // 2, (side - w) // 2          # the offsets pad_to_square used
-    return maps[..., top:top + h, left:left + w]
 
 
 def _slice_selection(spec: str, brain: np.ndarray) -> np.ndarray:

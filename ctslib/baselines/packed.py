@@ -3,7 +3,9 @@
 `pack_splits` runs a dataset spec through the normal `ctslib.data` pipeline and stores the items:
 images as uint8 with a per-item, per-channel affine (image = q * scale + offset, so the error is at
 most (max - min) / 510 of that channel's range, about half a grey level of the 8-bit source PNGs),
-masks as bits (exact), case ids and slice indices; each array is xz-compressed inside a plain .npz.
+masks as bits (exact), case ids and slice indices, and (for file-backed data) each item's expert mask
+on its native grid with the `fit` that maps it to the model grid, so evaluation can score on the
+native grid (ALGORITHM section 4); each array is xz-compressed inside a plain .npz.
 `PackedDataset` reads one split back with the same `(image, mask, meta)` items as `ctslib.data`
 (meta = {case, slice, path}), so the trainers and `ctslib.evaluate` work unchanged.
 
@@ -90,12 +92,18 @@ def pack_splits(spec: str, image_size: int, splits: Sequence[str], out: str | os
             slices[i] = int(m["slice"])
             if progress and (i + 1) % 200 == 0:
                 print(f"  {split}: {i + 1}/{n}", flush=True)
-        for name, arr in (("image", qs), ("scale", scales), ("offset", offsets), ("mask", np.packbits(masks, axis=1)),
-                          ("case", np.array(cases)), ("slice", slices)):
+        packed = [("image", qs), ("scale", scales), ("offset", offsets), ("mask", np.packbits(masks, axis=1)),
+                  ("case", np.array(cases)), ("slice", slices)]
+        native = [ds.native_mask(i) for i in range(n)] if n and ds.native_mask(0) is not None else None
+        if native is not None:
+            packed += [("native_shape", np.array([m.shape for m in native], np.int32)),
+                       ("native_mask", np.packbits(np.concatenate([np.asarray(m, bool).reshape(-1) for m in native])))]
+        for name, arr in packed:
             arrays[f"{split}_{name}"] = _xz(arr)
             meta["arrays"][f"{split}_{name}"] = {"dtype": arr.dtype.str, "shape": list(arr.shape)}
         meta["splits"][split] = {"items": n, "cases": len(set(cases)), "in_channels": c,
-                                 "tumour_items": int(masks.any(1).sum()), "max_abs_error": max_err}
+                                 "tumour_items": int(masks.any(1).sum()), "max_abs_error": max_err,
+                                 "native_grid": native is not None, "fit": getattr(ds, "fit", "resize")}
     arrays["meta"] = np.array(json.dumps(meta))
     _atomic_savez(Path(out), arrays)
     meta["bytes"] = Path(out).stat().st_size
@@ -131,7 +139,14 @@ class PackedDataset(SegDataset):
             self.masks = np.unpackbits(get("mask")[:n], axis=1, count=size * size).reshape(n, 1, size, size)
             self.cases = [str(c) for c in get("case")[:n]]
             self.slices = slices[:n].astype(int).tolist()
+            self._native = None
+            if f"{split}_native_shape" in self.pack_meta["arrays"]:
+                shapes = get("native_shape")
+                ends = np.cumsum(shapes.prod(axis=1))
+                bits = np.unpackbits(get("native_mask"), count=int(ends[-1])).astype(bool)
+                self._native = (shapes[:n], ends[:n] - shapes[:n].prod(axis=1), bits)
         self.split = split
+        self.fit = self.pack_meta["splits"][split].get("fit", "resize")
         self.image_size = int(self.q.shape[-1])
         self.in_channels = int(self.q.shape[1])
         self.spec = f"packed:{self.path}"
@@ -142,6 +157,14 @@ class PackedDataset(SegDataset):
 
     def meta(self, i: int) -> dict:
         return {"case": self.cases[i], "slice": self.slices[i], "path": f"{self.path}#{self.split}/{i}"}
+
+    def native_mask(self, i: int) -> np.ndarray | None:
+        """The item's expert mask on its native grid, where the pack holds it (packs made since native grids)."""
+        if self._native is None:
+            return None
+        shapes, starts, bits = self._native
+        h, w = (int(v) for v in shapes[i])
+        return bits[starts[i]:starts[i] + h * w].reshape(h, w)
 
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = dequantize(self.q[i], self.scale[i], self.offset[i])

@@ -18,17 +18,27 @@ def image_and_mask(item: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 class SegDataset(Dataset):
     """Base class: subclasses set ``in_channels``, ``image_size``, ``labelled`` and implement
-    ``__len__``, ``meta(i)`` (cheap, no decoding) and ``load(i) -> (image, mask)``."""
+    ``__len__``, ``meta(i)`` (cheap, no decoding) and ``load(i) -> (image, mask)``.
+
+    Datasets read from files also implement ``native_mask(i)``: the expert mask on the file's own
+    grid, which ``fit`` (``resize`` or ``pad``, see ``preprocess.fit_to_size``) maps to the model's
+    ``image_size``; evaluation maps predictions back with ``preprocess.to_native`` (section 4).
+    """
 
     in_channels: int = 1
     image_size: int = 64
     labelled: bool = True
+    fit: str = "resize"
 
     def meta(self, i: int) -> dict:
         raise NotImplementedError
 
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def native_mask(self, i: int) -> np.ndarray | None:
+        """(H, W) bool expert mask on the native grid, or None where the model grid is the native one."""
+        return None
 
     def _check_index(self, i: int) -> int:
         n = len(self)

@@ -213,6 +213,11 @@ class PairsDataset(SegDataset):
         r = self.records[i]
         return image_and_mask(cached_or_made(self.cache, (r.image, r.mask), lambda: self.preprocess(r)))
 
+    def native_mask(self, i: int) -> np.ndarray:
+        """The mask picture as stored (H, W) bool, for scoring on the native grid."""
+        r = self.records[self._check_index(i)]
+        return picture_mask(read_picture(r.mask), r.mask, self.cfg.mask)
+
     def preprocess(self, r: Record) -> np.ndarray:
         """Decode and preprocess one pair; returns (C+1, S, S) float32 with the mask last."""
         raw = read_picture(r.image)

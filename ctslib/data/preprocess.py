@@ -239,3 +239,26 @@ def fit_to_size(image: torch.Tensor, mask: torch.Tensor, size: int, fit: str = "
     if fit != "resize":
         raise ValueError(f"fit must be 'resize' or 'pad', got {fit!r}")
     return resize_image(pad_to_square(image), size), resize_mask(pad_to_square(mask), size)
+
+
+def to_native(maps: torch.Tensor, native: tuple[int, int], image_size: int, fit: str = "resize",
+              mode: str = "nearest") -> torch.Tensor:
+    """Invert `fit_to_size` (section 4: back to the native grid): (..., size, size) -> (..., H, W).
+
+    ``resize``: resize to the padded square max(H, W), then crop the padding; ``pad``: crop only.
+    Nearest neighbour for masks (values stay exactly {0,1}) or bilinear for continuous maps.
+    """
+    if fit not in ("resize", "pad"):
+        raise ValueError(f"fit must be 'resize' or 'pad', got {fit!r}")
+    h, w = native
+    side = max(h, w) if fit == "resize" else max(h, w, image_size)
+    if tuple(maps.shape[-2:]) != (side, side):
+        if mode == "nearest":
+            maps = resize_mask(maps, side)
+        else:
+            squeeze = maps.ndim == 3
+            y = maps[None] if squeeze else maps
+            y = F.interpolate(y.float(), size=(side, side), mode="bilinear", align_corners=False)
+            maps = y[0] if squeeze else y
+    top, left = (side - h) // 2, (side - w) // 2          # the offsets pad_to_square used
+    return maps[..., top:top + h, left:left + w]

@@ -111,6 +111,7 @@ class SliceDataset(SegDataset):
         self.items = [items[i] for i in keep]
         self.cfg, self.diffusion, self.labelled = cfg, diffusion, labelled
         self.image_size, self.in_channels, self.split = int(image_size), len(cfg.modalities), split
+        self.fit = cfg.fit
         key = f"slices|{self.image_size}|{cfg}|{diffusion.key() if diffusion else 'nodiff'}"
         self.cache = ItemCache(cache_root(cache_dir), "brats-slices", key) if cfg.cache else None
 
@@ -125,6 +126,13 @@ class SliceDataset(SegDataset):
         it = self.items[i]
         sources = it.files + ((it.label,) if it.label else ())
         return image_and_mask(cached_or_made(self.cache, sources, lambda: self.preprocess(it)))
+
+    def native_mask(self, i: int) -> np.ndarray:
+        """The label slice as stored (H, W) bool (all False for an unlabelled split)."""
+        it = self.items[self._check_index(i)]
+        if it.label:
+            return labels_to_mask(read_nifti(it.label).squeeze(), it.label)
+        return np.zeros(read_nifti(it.files[0]).squeeze().shape, dtype=bool)
 
     def preprocess(self, it: SliceItem) -> np.ndarray:
         """Read, validate and normalise one slice; (C+1, S, S) float32 with the mask last."""

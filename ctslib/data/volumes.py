@@ -209,7 +209,7 @@ class VolumeDataset(SegDataset):
         progress: bool = True,
     ):
         self.root, self.cfg, self.diffusion = Path(root), cfg, diffusion
-        self.image_size, self.split = int(image_size), split
+        self.image_size, self.split, self.fit = int(image_size), split, cfg.fit
         if cfg.fit not in ("resize", "pad") or cfg.norm not in ("zscore", "minmax"):
             raise DataError(f"{root}: fit must be resize|pad and norm zscore|minmax (got {cfg.fit!r}, {cfg.norm!r})")
         folders = find_cases(self.root)
@@ -221,6 +221,7 @@ class VolumeDataset(SegDataset):
         self._config_key = (f"vol|{self.image_size}|{self.layout}|{cfg.norm}|{cfg.clip}|{cfg.fit}|{cfg.slices}|"
                             f"{diffusion.key() if diffusion else 'nodiff'}")
         self._mmaps: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._native_labels: tuple[int, np.ndarray] | None = None     # (case index, (X,Y,Z) bool)
         self._index_cases(limit, progress)
 
     # ----------------------------------------------------------------------------- construction
@@ -288,6 +289,7 @@ class VolumeDataset(SegDataset):
         """Pickle (spawned DataLoader workers) without the open memory maps; they reopen lazily."""
         state = self.__dict__.copy()
         state["_mmaps"] = OrderedDict()
+        state["_native_labels"] = None
         return state
 
     # ------------------------------------------------------------------------------------ items
@@ -302,6 +304,15 @@ class VolumeDataset(SegDataset):
         """The (X, Y, Z) grid of a case's canonical volume, for per-volume metrics."""
         ci = next(k for k, c in enumerate(self.cases) if c.name == case)
         return tuple(self._info[ci]["shape"])
+
+    def native_mask(self, i: int) -> np.ndarray:
+        """Whole-tumour mask of this axial slice on the canonical volume's (X, Y) grid."""
+        i = self._check_index(i)
+        ci = int(self._item_case[i])
+        if self._native_labels is None or self._native_labels[0] != ci:
+            label_file = self.cases[ci].files[len(self.layout.modalities)]
+            self._native_labels = (ci, labels_to_mask(read_nifti(label_file), label_file))
+        return self._native_labels[1][:, :, int(self._item_slice[i])]
 
     def _arrays(self, ci: int) -> tuple[np.ndarray, np.ndarray]:
         hit = self._mmaps.get(ci)

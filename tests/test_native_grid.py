@@ -1,0 +1,144 @@
+"""Scoring on the native grid (ALGORITHM section 4): predictions go back through `to_native` and meet
+the expert mask as stored; `grid="model"` scores at the model's working resolution."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ctslib.baselines import PackedDataset, pack_splits
+from ctslib.data import open_dataset
+from ctslib.data.preprocess import fit_to_size, to_native
+from ctslib.data.readers import read_nifti
+from ctslib.data.spec import default_data_root
+from ctslib.evaluate import EvalOptions, evaluate_segmenter
+from ctslib.metrics import dice
+
+DATA = default_data_root()
+FAST = EvalOptions(n_bootstrap=10, progress=False, batch_size=3)
+
+
+def make_thin_pairs(root: Path, n: int = 4, shape=(30, 45)) -> str:
+    """A folder of X.png + X_mask.png with 1-pixel-wide lines: the model grid cannot hold them exactly."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        mask = np.zeros(shape, np.uint8)
+        mask[5 + k, 3:40] = 255                     # a horizontal line
+        mask[8:25, 10 + 3 * k] = 255                # a vertical one
+        image = (rng.uniform(0, 60, shape) + (mask > 0) * 150).astype(np.uint8)
+        Image.fromarray(image).save(root / f"{k}.png")
+        Image.fromarray(mask if k else np.zeros(shape, np.uint8)).save(root / f"{k}_mask.png")   # item 0: empty
+    return f"pairs:{root}"
+
+
+def oracle(ds):
+    """A segmenter that returns the model-grid expert mask (item index = seed with EvalOptions.seed 0)."""
+    return lambda image, seeds: {"oracle": torch.stack([ds[s][1] for s in seeds])}
+
+
+# ------------------------------------------------------------------------------------------ to_native
+def test_to_native_inverts_pad_exactly():
+    mask = torch.from_numpy(np.random.default_rng(1).random((1, 240, 200)) > 0.7).float()
+    image = torch.rand(2, 240, 200)
+    _, m = fit_to_size(image, mask, 256, "pad")
+    assert m.shape == (1, 256, 256)
+    assert torch.equal(to_native(m, (240, 200), 256, "pad"), mask)
+
+
+def test_to_native_inverts_integer_resize_of_blocky_masks():
+    block = np.random.default_rng(2).random((1, 20, 10)) > 0.5          # 3x3 blocks, padded 60x30 -> 60x60
+    mask = torch.from_numpy(np.kron(block, np.ones((1, 3, 3)))).float()
+    _, m = fit_to_size(torch.rand(1, 60, 30), mask, 20, "resize")
+    assert m.shape == (1, 20, 20)
+    assert torch.equal(to_native(m, (60, 30), 20, "resize"), mask)
+    assert to_native(torch.rand(1, 20, 20), (60, 30), 20, "resize", "bilinear").shape == (1, 60, 30)
+    with pytest.raises(ValueError, match="fit must be"):
+        to_native(m, (60, 30), 20, "stretch")
+
+
+# ------------------------------------------------------------------------------------------ scoring
+def test_oracle_is_perfect_on_the_model_grid_but_not_on_the_native_one(tmp_path):
+    ds = open_dataset(make_thin_pairs(tmp_path / "thin"), "all", 16, cache_dir=str(tmp_path / "c"))
+    model = evaluate_segmenter(oracle(ds), ds, EvalOptions(**{**FAST.__dict__, "grid": "model"}))["oracle"]
+    native = evaluate_segmenter(oracle(ds), ds, FAST)["oracle"]
+    assert model["grid"] == "model" and native["grid"] == "native"
+    assert model["per_slice"]["dice"]["mean"] == 1.0
+    # the native score is the Dice of the mapped-back mask against the PNG, computed here by hand
+    want = []
+    for i in range(len(ds)):
+        gt = np.asarray(Image.open(ds.records[i].mask)) > 127
+        back = to_native(ds[i][1][None], gt.shape, 16, "resize")[0, 0].numpy() > 0.5
+        want.append(dice(back, gt))
+    assert native["per_slice"]["dice"]["mean"] == pytest.approx(np.mean(want), abs=1e-9)
+    assert native["per_slice"]["dice"]["mean"] < 0.9                   # thin lines do not survive 16 px
+    assert want[0] == 1.0 and min(want) == 0.0     # the empty mask stays empty; some lines vanish at 16 px
+
+
+def test_limit_and_unknown_grid(tmp_path):
+    ds = open_dataset(make_thin_pairs(tmp_path / "thin"), "all", 16, cache_dir=str(tmp_path / "c"))
+    res = evaluate_segmenter(oracle(ds), ds, EvalOptions(**{**FAST.__dict__, "limit": 2}))["oracle"]
+    assert res["per_slice"]["n"] == 2 and res["grid"] == "native"
+    with pytest.raises(ValueError, match="grid must be one of native, model"):
+        evaluate_segmenter(oracle(ds), ds, EvalOptions(grid="native-ish"))
+
+
+def test_phantoms_have_no_native_grid():
+    ds = open_dataset("phantom:6", "test", 16)
+    assert ds.native_mask(0) is None
+    assert evaluate_segmenter(oracle(ds), ds, FAST)["oracle"]["grid"] == "model"
+
+
+# ------------------------------------------------------------------------------------ real datasets
+@pytest.mark.parametrize("spec, shape", [("lgg", (256, 256)), ("ddti", (300, 300))])
+def test_real_pairs_native_masks_are_the_pngs(spec, shape, tmp_path):
+    ds = open_dataset(spec, "test", 32, cache_dir=str(tmp_path))
+    i = next(k for k in range(len(ds)) if ds[k][1].any())
+    native = ds.native_mask(i)
+    assert native.shape == shape and native.dtype == bool
+    np.testing.assert_array_equal(native, np.asarray(Image.open(ds.records[i].mask).convert("L")) > 127)
+    # a perfect model-grid mask loses detail at 32 px: scored on the native grid it is below 1
+    res = evaluate_segmenter(oracle(ds), ds, EvalOptions(**{**FAST.__dict__, "limit": 40}))["oracle"]
+    assert 0.5 < res["per_slice"]["dice"]["mean"] < 1.0
+
+
+def test_brats_volume_native_mask_is_the_label_slice(tmp_path):
+    ds = open_dataset(f"brats:{DATA / 'brats2015'}", "all", 64, cache_dir=str(tmp_path))
+    i = next(k for k in range(len(ds)) if ds[k][1].any())
+    case, z = ds.meta(i)["case"], ds.meta(i)["slice"]
+    folder = next(c.folder for c in ds.cases if c.name == case)
+    labels = read_nifti(next(Path(folder).glob("*OTMultiClass*")))
+    np.testing.assert_array_equal(ds.native_mask(i), labels[:, :, z] > 0)
+    assert ds.native_mask(i).shape == (240, 240)
+
+
+def test_brats_slice_layout_native_mask(tmp_path):
+    ds = open_dataset(f"brats-slices:{DATA / 'brats2020_slices'}", "train", 32, cache_dir=str(tmp_path))
+    for i in range(len(ds)):
+        labels = read_nifti(ds.items[i].label).squeeze()
+        np.testing.assert_array_equal(ds.native_mask(i), labels > 0)
+
+
+def test_packed_datasets_keep_the_native_masks(tmp_path):
+    out = tmp_path / "ddti.npz"
+    meta = pack_splits("ddti", 32, ("test",), out, limit=5)
+    assert meta["splits"]["test"]["native_grid"] and meta["splits"]["test"]["fit"] == "resize"
+    packed, ds = PackedDataset(out, "test"), open_dataset("ddti", "test", 32, limit=5)
+    assert packed.fit == "resize"
+    for i in range(len(ds)):
+        np.testing.assert_array_equal(packed.native_mask(i), ds.native_mask(i))
+    a = evaluate_segmenter(oracle(ds), ds, FAST)["oracle"]
+    b = evaluate_segmenter(oracle(packed), packed, FAST)["oracle"]
+    assert a["per_slice"]["dice"] == b["per_slice"]["dice"] and b["grid"] == "native"
+
+
+def test_hd95_off_skips_it_and_keeps_dice(tmp_path):
+    ds = open_dataset(make_thin_pairs(tmp_path / "thin"), "all", 16, cache_dir=str(tmp_path / "c"))
+    on = evaluate_segmenter(oracle(ds), ds, FAST)["oracle"]
+    off = evaluate_segmenter(oracle(ds), ds, EvalOptions(**{**FAST.__dict__, "hd95": False}))["oracle"]
+    assert on["per_slice"]["hd95"]["mean"] is not None and off["per_slice"]["hd95"]["mean"] is None
+    assert off["per_slice"]["hd95_undefined"] == 0 and off["per_volume"]["hd95"]["mean"] is None
+    assert off["per_slice"]["dice"] == on["per_slice"]["dice"]
