@@ -124,7 +124,7 @@ def smoke_stage(json_path: str, cpu: bool) -> int:
     from ctslib.baselines.bench import device_info, sync
     from ctslib.config import preset
     from ctslib.data import open_dataset
-    from ctslib.device import autocast, pick_device
+    from ctslib.device import autocast, in_layout, modules_in_layout, pick_device, use_channels_last
     from ctslib.io_utils import write_json_atomic
     from ctslib.losses import ConsistencyLoss
     from ctslib.model import CTSModel, count_parameters
@@ -141,15 +141,15 @@ def smoke_stage(json_path: str, cpu: bool) -> int:
     rec["released256_params_ok"] = rec["released256_params"] == 59_768_609
     torch.manual_seed(0)
     model = CTSModel(cfg).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    channels_last = use_channels_last(device)
+    modules_in_layout(channels_last, model)
     target = make_copy(model)
     batch = 4 if cpu else 8
     ds = open_dataset("phantom:16", "train", cfg.image_size)
     image = torch.stack([ds[i][0] for i in range(batch)]).to(device)
     mask = torch.stack([ds[i][1] for i in range(batch)]).to(device)
+    image = in_layout(image, channels_last)
     if device.type == "cuda":
-        image = image.contiguous(memory_format=torch.channels_last)
         torch.cuda.reset_peak_memory_stats(device)
     loss_fn = ConsistencyLoss(cfg, tcfg)
     rec["iterations"] = []

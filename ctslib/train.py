@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from . import schedules
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig
-from .device import autocast, describe, pick_device, use_channels_last
+from .device import autocast, describe, in_layout, modules_in_layout, pick_device, use_channels_last
 from .evaluate import EvalOptions, evaluate, headline
 from .losses import ConsistencyLoss
 from .model import CTSModel
@@ -171,10 +171,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
     channels_last = use_channels_last(device, run.channels_last)
-    if channels_last:
-        for m in (model, ema, target):
-            if m is not None:
-                m.to(memory_format=torch.channels_last)
+    modules_in_layout(channels_last, model, ema, target)
     online = model
     if world > 1:
         # Every parameter gets a gradient unless the aux head is switched off (alpha = 0).
@@ -215,9 +212,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
     t0, seen, last = time.perf_counter(), 0, {}
     bar = tqdm(total=max_steps, initial=step, desc="train", disable=not (run.progress and is_main))
     for image, mask, _ in loader:
-        image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-        if channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
+        image, mask = in_layout(image.to(device, non_blocking=True), channels_last), mask.to(device, non_blocking=True)
         gen = torch.Generator().manual_seed(train_cfg.seed * 1_000_003 + step)
         loss, logs = loss_fn(online, teacher, image, mask, step, gen, (rank, world), lambda: autocast(device))
         if not math.isfinite(logs["loss"]):

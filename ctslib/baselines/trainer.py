@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import save_checkpoint
 from ..config import ModelConfig, TrainConfig
-from ..device import autocast, describe, pick_device, use_channels_last
+from ..device import autocast, describe, in_layout, modules_in_layout, pick_device, use_channels_last
 from ..targets import ema_update, make_copy
 from ..train import RunOptions, StepBatchSampler, TrainingDiverged, build_optimizer
 
@@ -50,9 +50,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
     ema = make_copy(model)
     opt = build_optimizer(model, train_cfg)
     channels_last = use_channels_last(device, run.channels_last)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-        ema.to(memory_format=torch.channels_last)
+    modules_in_layout(channels_last, model, ema)
     online = torch.compile(model) if run.compile else model
     sampler = StepBatchSampler(len(train_set), train_cfg.batch_size, train_cfg.seed, 0, max_steps)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=run.num_workers, pin_memory=device.type == "cuda")
@@ -69,9 +67,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
         if deadline is not None and time.monotonic() > deadline:
             truncated = True
             break
-        image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-        if channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
+        image, mask = in_layout(image.to(device, non_blocking=True), channels_last), mask.to(device, non_blocking=True)
         gen = torch.Generator().manual_seed(train_cfg.seed * 1_000_003 + step)
         with autocast(device):
             loss, logs = loss_fn(online, image, mask, step, gen)
