@@ -12,13 +12,21 @@ Everything is scored on the test split by ctslib's protocol (hard masks, fixed t
 BraTS per patient (3-D Dice per volume), DDTI and the phantoms per image. The JSON (written again
 after every row, so a killed run keeps the finished rows) holds the device, the date and the full
 summaries. `--steps auto:SECONDS` measures a few steps of each row and picks the one step count
-that fits all rows' training into SECONDS.
+that fits all rows' training (every seed of every row) into SECONDS.
+
+`--seeds 0,1,2` trains and scores every row once per seed (training and sampling seed alike): short
+runs are chaotic, so one seed per row is not a fair comparison. A row's record keeps the first
+seed's full summaries under `outputs` and adds `seeds`, `per_seed` (each seed's headline Dice and
+IoU means per output, its training steps and seconds) and `across_seeds` ({output: dice_mean,
+dice_std (sample std; None for one seed), iou_mean, n}). `--grid native|model` picks where the
+masks are scored (ctslib.evaluate.EvalOptions.grid); it is stored as the JSON's top-level `grid`.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +93,10 @@ def parse_args(argv=None):
     p.add_argument("--s1", type=int, default=None, help="CT curriculum end s1 (default: the preset's; short runs want ~5, see the README's CT settings table)")
     p.add_argument("--ema-rate", default="auto", help="evaluation EMA rate; auto = min(preset, 1 - 10/steps)")
     p.add_argument("--seed", type=int, default=0, help="training and sampling seed")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds: every row is trained and scored once per "
+                                                  "seed (default: just --seed)")
+    p.add_argument("--grid", choices=["native", "model"], default="native",
+                   help="score on the dataset's own grid (native) or at the model's resolution (model)")
     p.add_argument("--split", default="test", help="split to score")
     p.add_argument("--level", choices=["auto", "per_slice", "per_volume"], default="auto",
                    help="headline Dice: per_volume (per patient) for LGG/BraTS, per_slice (per image) otherwise")
@@ -114,7 +126,29 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.parallel_rows and args.steps.startswith("auto:"):
         p.error("--parallel-rows needs a fixed --steps (auto:SECONDS probes rows one after the other)")
+    try:
+        args.seeds = parse_seeds(args.seeds, args.seed)
+    except ValueError as exc:
+        p.error(f"--seeds: {exc}")
     return args
+
+
+def parse_seeds(text: str | None, default: int) -> list[int]:
+    """--seeds "0,1,2" as a list of distinct integers; None gives [default]."""
+    if text is None:
+        return [default]
+    seeds = [int(x) for x in text.split(",") if x.strip()]
+    if not seeds:
+        raise ValueError("no seed given")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"repeated seed in {seeds}")
+    return seeds
+
+
+def auto_steps(seconds: float, probes: dict[str, float], eval_s: float, n_seeds: int) -> int:
+    """The one step count (a multiple of 10, at least 10) whose training of every row and seed fits `seconds`."""
+    per_seed = seconds / n_seeds - eval_s
+    return max(int(max(per_seed, 0) / (sum(probes.values()) * 1.25)) // 10 * 10, 10)
 
 
 def auto_ema(preset_rate: float, steps: int) -> float:
@@ -196,7 +230,7 @@ def row_outputs(row: str, args) -> dict[str, dict]:
 
 
 def run_row(row: str, args, mcfg, tcfg, train_set, test_set, device, work: Path, deadline: float | None) -> dict:
-    """Train one row, score it on the test split; returns its JSON record."""
+    """Train one row with tcfg.seed, score it on the test split sampling with the same seed; returns its JSON record."""
     out = work / row
     shutil.rmtree(out, ignore_errors=True)
     steps = tcfg.steps
@@ -204,8 +238,8 @@ def run_row(row: str, args, mcfg, tcfg, train_set, test_set, device, work: Path,
                      ckpt_every=max(steps // 4, 1), device=str(device), progress=args.progress)
     eval_opts = EvalOptions(outputs=tuple(o for o in args.cts_outputs.split(",") if o.strip()),
                             levels=tuple(float(x) for x in args.levels.split(",") if x.strip()),
-                            members=args.members, batch_size=args.eval_batch, seed=args.seed, hd95=args.hd95,
-                            n_bootstrap=args.n_bootstrap, progress=args.progress, limit=None)
+                            members=args.members, batch_size=args.eval_batch, seed=tcfg.seed, hd95=args.hd95,
+                            n_bootstrap=args.n_bootstrap, progress=args.progress, limit=None, grid=args.grid)
     record = {"row": row, "label": ROWS[row], "outputs_info": row_outputs(row, args)}
     t0 = time.perf_counter()
     if row.startswith("cts"):
@@ -259,6 +293,66 @@ def headline(record: dict, level: str) -> dict:
     return out
 
 
+def seed_summary(record: dict, seed: int, level: str) -> dict:
+    """One `per_seed` entry: the seed, each output's headline Dice and IoU means, training steps and seconds."""
+    entry = {"seed": seed, "status": record["status"]}
+    if record["status"].startswith("ok"):
+        entry["outputs"] = {name: {"dice_mean": d, "iou_mean": j} for name, (d, _, j) in headline(record, level).items()}
+        entry["train"] = {k: record["train"][k] for k in ("steps", "seconds", "truncated")}
+        entry["eval_seconds"] = record["eval_seconds"]
+    return entry
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def across_seeds(per_seed: list[dict]) -> dict[str, dict]:
+    """{output: dice_mean, dice_std (sample std, None below 2 seeds), iou_mean, n} over the seeds that scored it."""
+    out = {}
+    for name in dict.fromkeys(n for entry in per_seed for n in entry.get("outputs", {})):
+        scores = [entry["outputs"][name] for entry in per_seed if name in entry.get("outputs", {})]
+        dice = [s["dice_mean"] for s in scores if s["dice_mean"] is not None]
+        iou = [s["iou_mean"] for s in scores if s["iou_mean"] is not None]
+        out[name] = {"dice_mean": _mean(dice), "dice_std": statistics.stdev(dice) if len(dice) > 1 else None,
+                     "iou_mean": _mean(iou), "n": len(dice)}
+    return out
+
+
+def run_seeds(row: str, seeds: list[int], args, mcfg, tcfg, train_set, test_set, device, work: Path,
+              deadline: float | None, level: str) -> dict:
+    """run_row once per seed: the first seed's record with `seeds`, `per_seed` and `across_seeds` added.
+
+    A later seed that fails is kept as a failed `per_seed` entry; one that no longer fits the time budget
+    (judged by the first seed's duration) is skipped. `across_seeds` counts only the seeds that were scored.
+    """
+    record, per_seed, first_seconds = None, [], 0.0
+    for seed in seeds:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if record is not None and remaining is not None and remaining < first_seconds:
+            per_seed.append({"seed": seed, "status": f"skipped: time budget ({remaining:.0f} s left, "
+                                                     f"~{first_seconds:.0f} s needed)"})
+            continue
+        if len(seeds) > 1:
+            print(f"[{row}] seed {seed}", flush=True)
+        t0 = time.perf_counter()
+        seed_work = work if len(seeds) == 1 else work / f"seed{seed}"
+        try:
+            rec = run_row(row, args, mcfg, replace(tcfg, seed=seed), train_set, test_set, device, seed_work, deadline)
+        except Exception as exc:
+            if record is None:
+                raise
+            traceback.print_exc()
+            rec = {"status": f"failed: {type(exc).__name__}: {exc}"[:500]}
+        if record is None:
+            record, first_seconds = rec, time.perf_counter() - t0
+        per_seed.append(seed_summary(rec, seed, level))
+    record.update(seeds=list(seeds), per_seed=per_seed, across_seeds=across_seeds(per_seed))
+    if any(e.get("train", {}).get("truncated") for e in per_seed):
+        record["status"] = "ok (training cut short by the time budget)"
+    return record
+
+
 def print_table(result: dict) -> None:
     level = result["level"]
     print(f"\n{result['data']} ({result['split']}), {LEVEL_LABEL[level]}; preset {result['preset']}, "
@@ -271,7 +365,11 @@ def print_table(result: dict) -> None:
         for name, (d, sd, j) in headline(r, level).items():
             info = r["outputs_info"].get(name, {"desc": name, "nfe": ""})
             cell = "n/a" if d is None else f"{d:.4f} ± {sd:.4f}"
-            print(f"{r['label']:<30} {info['desc']:<34} {cell:>16} {'n/a' if j is None else f'{j:.4f}':>7} {info['nfe']:>5}")
+            across = r.get("across_seeds", {}).get(name, {})
+            over = f"  over {across['n']} seeds: {across['dice_mean']:.4f} ± {across['dice_std']:.4f}" \
+                if across.get("n", 0) > 1 else ""
+            print(f"{r['label']:<30} {info['desc']:<34} {cell:>16} {'n/a' if j is None else f'{j:.4f}':>7} {info['nfe']:>5}"
+                  + over)
 
 
 def _child_argv(argv: list[str], row: str, json_path: Path) -> list[str]:
@@ -343,8 +441,8 @@ def main(argv=None) -> int:
     train_set = open_any(args.data, "train", size, args.train_limit)
     test_set = open_any(args.data, args.split, size, args.eval_limit)
     mcfg, tcfg = preset(args.preset, None, train_set.in_channels)
-    tcfg = replace(tcfg, seed=args.seed, **{k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
-                                                              ("s1", args.s1)) if v is not None})
+    tcfg = replace(tcfg, seed=args.seeds[0], **{k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
+                                                                   ("s1", args.s1)) if v is not None})
     probes, probes_eval = {}, {}
     if args.steps.startswith("auto:"):
         seconds = float(args.steps.split(":", 1)[1])
@@ -354,8 +452,9 @@ def main(argv=None) -> int:
         eval_s = probe_diffusion_eval_seconds(mcfg, args, len(test_set), train_set.in_channels, device) \
             if "diffusion" in rows else 0.0
         probes_eval["diffusion"] = eval_s
-        steps = max(int(max(seconds - eval_s, 0) / (sum(probes.values()) * 1.25)) // 10 * 10, 10)
-        print(f"auto steps: {steps} (probe s/step: {', '.join(f'{k} {v:.4f}' for k, v in probes.items())}; "
+        steps = auto_steps(seconds, probes, eval_s, len(args.seeds))
+        print(f"auto steps: {steps} for {len(args.seeds)} seed(s) (probe s/step: "
+              f"{', '.join(f'{k} {v:.4f}' for k, v in probes.items())}; "
               f"diffusion sampling on the test split ~{eval_s:.0f} s)", flush=True)
     else:
         steps = int(args.steps)
@@ -368,23 +467,25 @@ def main(argv=None) -> int:
               "in_channels": train_set.in_channels, "train_items": len(train_set), "test_items": len(test_set),
               "test_cases": len({test_set.meta(i)["case"] for i in range(len(test_set))}),
               "steps": steps, "batch_size": tcfg.batch_size, "lr": tcfg.lr, "optimizer": tcfg.optimizer,
-              "ema_rate": ema, "seed": args.seed, "train_config": asdict(tcfg), "probe_seconds_per_step": probes, "probe_eval_seconds": probes_eval,
+              "ema_rate": ema, "seed": args.seeds[0], "seeds": args.seeds, "grid": args.grid, "train_config": asdict(tcfg),
+              "probe_seconds_per_step": probes, "probe_eval_seconds": probes_eval,
               "argv": sys.argv[1:] if argv is None else list(argv), "rows": [], "complete": False}
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="cts_quality_"))
     durations: list[float] = []
     try:
         for row in rows:
             remaining = None if deadline is None else deadline - time.monotonic()
-            estimate = (probes[row] * steps * 1.2 + probes_eval.get(row, 0) + 5) if row in probes \
+            estimate = (probes[row] * steps * 1.2 + probes_eval.get(row, 0) + 5) * len(args.seeds) if row in probes \
                 else (min(durations) if durations else 0)
             if remaining is not None and remaining < estimate:
                 result["rows"].append({"row": row, "label": ROWS[row],
                                        "status": f"skipped: time budget ({remaining:.0f} s left, ~{estimate:.0f} s needed)"})
             else:
                 t0 = time.perf_counter()
-                print(f"[{row}] training {steps} steps ...", flush=True)
+                print(f"[{row}] training {steps} steps x {len(args.seeds)} seed(s) ...", flush=True)
                 try:
-                    record = run_row(row, args, mcfg, tcfg, train_set, test_set, device, work, deadline)
+                    record = run_seeds(row, args.seeds, args, mcfg, tcfg, train_set, test_set, device, work, deadline,
+                                       level)
                 except Exception as exc:  # a failing row must not lose the others
                     traceback.print_exc()
                     record = {"row": row, "label": ROWS[row], "status": f"failed: {type(exc).__name__}: {exc}"[:500]}

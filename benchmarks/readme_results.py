@@ -7,6 +7,9 @@ Reads every benchmarks/results/*.json whose "benchmark" is "speed" or "quality" 
 benchmarks/speed.py and benchmarks/quality.py) and replaces only the text between
 `<!-- results:start -->` and `<!-- results:end -->`; a README without the markers gets them appended.
 GPU results come first, then CPU smoke runs; within each, files are taken in name order.
+A quality file from `quality.py --seeds` with several seeds shows, per output, the mean ± std over
+the seeds of the test-split mean Dice (`across_seeds`); a file with a top-level `grid` says where it
+was scored (files without one were scored at the model's resolution and say nothing).
 """
 from __future__ import annotations
 
@@ -140,8 +143,68 @@ def speed_section(name: str, d: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- quality
+GRID_LABEL = {"native": "scored on the native grid", "model": "scored at the model's resolution"}
+
+
 def quality_group_key(d: dict) -> tuple:
-    return (d.get("device_kind"), d.get("device_name"), d.get("preset"), d.get("steps"), d.get("batch_size"), d.get("tag", ""))
+    return (d.get("device_kind"), d.get("device_name"), d.get("preset"), d.get("steps"), d.get("batch_size"), d.get("tag", ""),
+            n_seeds(d), d.get("grid"))
+
+
+def n_seeds(d: dict) -> int:
+    """How many seeds each row of a quality file was run with (1 for files from before --seeds)."""
+    return len(d.get("seeds") or [d.get("seed", 0)])
+
+
+def seeds_note(group: list[tuple[str, dict]], with_list: bool = False) -> str:
+    """ "mean ± std over 3 seeds" (with_list: "... 3 seeds (0, 1, 2)") for multi-seed files; "" for single-seed ones."""
+    k = n_seeds(group[0][1])
+    if k <= 1:
+        return ""
+    lists = {tuple(d["seeds"]) for _, d in group}
+    listed = f" ({', '.join(map(str, next(iter(lists))))})" if with_list and len(lists) == 1 else ""
+    return f"mean ± std over {k} seeds{listed}"
+
+
+def grid_note(d: dict) -> str:
+    """Where the file was scored, if it says (older files without `grid` say nothing).
+
+    The grid each summary records it was scored on wins over the one asked for (a dataset without
+    native masks is scored at the model's resolution even when the native grid was asked for).
+    """
+    if not d.get("grid"):
+        return ""
+    used = sorted({s["grid"] for r in d["rows"] for s in (r.get("outputs") or {}).values() if s.get("grid")}) or [d["grid"]]
+    return " and ".join(GRID_LABEL.get(g, f"scored on the {g} grid") for g in used)
+
+
+def score_cells(r: dict, out: str, level: str, seeds: int) -> tuple[str, str]:
+    """(Dice, IoU) cells in %: the across-seed mean ± std where the row has several seeds, else mean ± std over the split."""
+    across = (r.get("across_seeds") or {}).get(out)
+    if across and across["n"] > 1:
+        dice = f"{100 * across['dice_mean']:.1f} ± {100 * across['dice_std']:.1f}"
+        iou = across.get("iou_mean")
+        n = across["n"]
+    else:
+        s = r["outputs"][out][level]
+        dm, ds, iou = s["dice"]["mean"], s["dice"]["std"], s["iou"]["mean"]
+        dice = "n/a" if dm is None else f"{100 * dm:.1f} ± {100 * ds:.1f}"
+        n = 1
+    if seeds > 1 and n != seeds:
+        dice += f" ({n} seed{'s' if n != 1 else ''})"
+    return dice, f(iou and 100 * iou, "{:.1f}")
+
+
+def truncation_notes(d: dict) -> str:
+    """". CTS-M: training cut short at 120 steps" for every row (and seed) the time budget cut short."""
+    notes = ""
+    for r in d["rows"]:
+        cut = [e for e in r.get("per_seed", []) if e.get("train", {}).get("truncated")]
+        if len(r.get("per_seed", [])) > 1:
+            notes += "".join(f". {r['label']} seed {e['seed']}: training cut short at {e['train']['steps']} steps" for e in cut)
+        elif r.get("train", {}).get("truncated"):
+            notes += f". {r['label']}: training cut short at {r['train']['steps']} steps"
+    return notes
 
 
 def quality_section(group: list[tuple[str, dict]]) -> list[str]:
@@ -155,15 +218,19 @@ def quality_section(group: list[tuple[str, dict]]) -> list[str]:
     if first.get("parallel_rows"):
         notes += (". Rows were trained at the same time, one process each, on the one device "
                   "(quality.py --parallel-rows), each for the same number of steps")
-    notes += "".join(f". {r['label']}: training cut short at {r['train']['steps']} steps" for _, d in datasets
-                     for r in d["rows"] if r.get("train", {}).get("truncated"))
-    lines = [head, "", notes + ".", "", "Dice and IoU in %, mean ± std over the test split's "
-             + " / ".join(f"{'patients' if d['level'] == 'per_volume' else 'images'} ({DATA_NAME.get(d['data_kind'], d['data_kind'])}, "
-                          f"n = {d['test_cases'] if d['level'] == 'per_volume' else d['test_items']})" for _, d in datasets) + ".", ""]
+    notes += "".join(truncation_notes(d) for _, d in datasets)
+    seeds, over = n_seeds(first), seeds_note(group)
+    split = " / ".join(f"{'patients' if d['level'] == 'per_volume' else 'images'} ({DATA_NAME.get(d['data_kind'], d['data_kind'])}, "
+                       f"n = {d['test_cases'] if d['level'] == 'per_volume' else d['test_items']})" for _, d in datasets)
+    caption = (f"Dice and IoU in %, {seeds_note(group, with_list=True)} of the mean over the test split's {split}: "
+               "every row trained and scored once per seed; IoU is the mean over the seeds") if over else \
+        f"Dice and IoU in %, mean ± std over the test split's {split}"
+    grid = grid_note(first)
+    lines = [head, "", notes + ".", "", caption + (f"; {grid}" if grid else "") + ".", ""]
     cols = []
     for _, d in datasets:
         label = f"{DATA_NAME.get(d['data_kind'], d['data_kind'])} {LEVEL_LABEL[d['level']]}"
-        cols += [label, "IoU"]
+        cols += [label + (f", {over}" if over else ""), "IoU"]
     lines.append("| row | output | NFE per image | " + " | ".join(cols) + " |")
     lines.append("|---" * (3 + len(cols)) + "|")
     keys: list[tuple[str, str]] = []
@@ -187,9 +254,7 @@ def quality_section(group: list[tuple[str, dict]]) -> list[str]:
                 status = "" if r is None else r["status"].split(":")[0]
                 cells += [status or "-", ""]
                 continue
-            s = r["outputs"][k[1]][d["level"]]
-            dm, ds, im = s["dice"]["mean"], s["dice"]["std"], s["iou"]["mean"]
-            cells += ["n/a" if dm is None else f"{100 * dm:.1f} ± {100 * ds:.1f}", f(im and 100 * im, "{:.1f}")]
+            cells += list(score_cells(r, k[1], d["level"], seeds))
         lines.append(f"| {label} | {desc} | {nfe if nfe != 0 else '0 (h only)'} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -199,15 +264,16 @@ def ablation_section(group: list[tuple[str, dict]]) -> list[str]:
     first = group[0][1]
     level = first["level"]
     title = first["tag"].split(":", 1)[1].strip()
+    extra = "".join(f", {note}" for note in (seeds_note(group), grid_note(first)) if note)
     lines = [f"#### {title[:1].upper() + title[1:]}: {DATA_NAME.get(first['data_kind'], first['data_kind'])}, "
              f"preset `{first['preset']}`, {first['steps']} steps x batch {first['batch_size']}, {LEVEL_LABEL[level]} "
-             f"(test split) on {where(first)}", "",
+             f"(test split{extra}) on {where(first)}", "",
              "| row | lr | CT curriculum s1 | one-step Dice | 1 step x E Dice | aux head Dice | source |", "|---|---|---|---|---|---|---|"]
     key = lambda item: (item[1]["train_config"]["s1"], item[1]["lr"])  # noqa: E731
     for name, d in sorted(group, key=key):
         for r in d["rows"]:
             outs = r.get("outputs") or {}
-            cell = lambda o: (f"{100 * outs[o][level]['dice']['mean']:.1f} ± {100 * outs[o][level]['dice']['std']:.1f}"  # noqa: E731
+            cell = lambda o: (score_cells(r, o, level, n_seeds(d))[0]  # noqa: E731
                               if o in outs and outs[o][level]["dice"]["mean"] is not None else "-")
             lines.append(f"| {r['label']} | {d['lr']:g} | {d['train_config']['s1']} | {cell('one_step')} | "
                          f"{cell('ensemble')} | {cell('aux_head')} | `{name}` |")
@@ -231,7 +297,8 @@ def render(results: list[tuple[str, dict]]) -> str:
     if ablations:
         groups = {}
         for n, d in ablations:
-            groups.setdefault((d["tag"], d.get("device_name"), d["preset"], d["steps"], d["data_kind"]), []).append((n, d))
+            key = (d["tag"], d.get("device_name"), d["preset"], d["steps"], d["data_kind"], n_seeds(d), d.get("grid"))
+            groups.setdefault(key, []).append((n, d))
         for group in groups.values():
             lines += ablation_section(group)
     if speed:

@@ -66,6 +66,14 @@ def test_quality_end_to_end_on_phantom(tmp_path):
     assert diff["outputs_info"]["ensemble"]["nfe"] == 2 * 3
     for row in r["rows"]:
         assert row["train"]["steps"] == 4 and row["outputs"][next(iter(row["outputs"]))]["per_slice"]["n"] == 8
+    # one seed (the default): the old layout, plus a one-entry per_seed and across_seeds without a std
+    assert r["seed"] == 0 and r["seeds"] == [0] and r["grid"] == "native" and r["train_config"]["seed"] == 0
+    for row in r["rows"]:
+        assert row["seeds"] == [0] and [e["seed"] for e in row["per_seed"]] == [0]
+        for name, summary in row["outputs"].items():
+            assert row["per_seed"][0]["outputs"][name]["dice_mean"] == summary["per_slice"]["dice"]["mean"]
+            assert row["across_seeds"][name] == {"dice_mean": summary["per_slice"]["dice"]["mean"], "dice_std": None,
+                                                 "iou_mean": summary["per_slice"]["iou"]["mean"], "n": 1}
 
 
 def test_quality_parallel_rows_merge_in_the_asked_order(tmp_path):
@@ -83,6 +91,48 @@ def test_quality_parallel_rows_merge_in_the_asked_order(tmp_path):
         ["--steps", "3", "--rows", "a", "--json", "y.json"]
     with pytest.raises(SystemExit):
         q.parse_args(["--steps", "auto:10", "--parallel-rows"])   # rows probed one by one cannot run in parallel
+
+
+def test_quality_two_seeds_per_row(tmp_path):
+    """--seeds 2,5: each row trained and scored once per seed; outputs stay the first seed's, across_seeds sums up."""
+    out = tmp_path / "quality.json"
+    q = _load("quality")
+    assert q.main(["--data", "phantom:16", "--preset", "test32", "--steps", "2", "--rows", "supervised", "--seeds", "2,5",
+                   "--grid", "model", "--threads", "1", "--eval-limit", "4", "--no-hd95", "--n-bootstrap", "0",
+                   "--device", "cpu", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["complete"] and r["seeds"] == [2, 5] and r["seed"] == 2 and r["grid"] == "model"
+    row = r["rows"][0]
+    assert row["seeds"] == [2, 5] and [e["seed"] for e in row["per_seed"]] == [2, 5]
+    assert all(e["status"] == "ok" and e["train"]["steps"] == 2 and e["train"]["seconds"] > 0 for e in row["per_seed"])
+    first = row["outputs"]["unet"]["per_slice"]
+    a, b = (e["outputs"]["unet"] for e in row["per_seed"])
+    assert a == {"dice_mean": first["dice"]["mean"], "iou_mean": first["iou"]["mean"]}
+    assert a["dice_mean"] != b["dice_mean"], "the second seed must train and sample differently"
+    across = row["across_seeds"]["unet"]
+    assert across["n"] == 2
+    assert across["dice_mean"] == pytest.approx((a["dice_mean"] + b["dice_mean"]) / 2)
+    assert across["dice_std"] == pytest.approx(abs(a["dice_mean"] - b["dice_mean"]) / 2 ** 0.5)   # sample std, n - 1
+    assert across["iou_mean"] == pytest.approx((a["iou_mean"] + b["iou_mean"]) / 2)
+
+
+def test_quality_seed_options():
+    """--seeds parsing, the auto step budget shared by the seeds, and --seeds passed on to --parallel-rows children."""
+    q = _load("quality")
+    assert q.parse_args([]).seeds == [0] and q.parse_args(["--seed", "7"]).seeds == [7]
+    assert q.parse_args(["--seeds", "0, 1,2"]).seeds == [0, 1, 2] and q.parse_args([]).grid == "native"
+    for bad in (["--seeds", "1,1"], ["--seeds", "x"], ["--seeds", ","], ["--grid", "fine"]):
+        with pytest.raises(SystemExit):
+            q.parse_args(bad)
+    probes = {"cts_m": 0.01, "supervised": 0.01}
+    assert q.auto_steps(100, probes, 0.0, 1) == 4000 and q.auto_steps(100, probes, 0.0, 2) == 2000
+    assert q.auto_steps(100, probes, 25.0, 2) == 1000            # each seed samples the diffusion row once
+    assert q._child_argv(["--rows", "a,b", "--seeds", "0,1", "--parallel-rows"], "a", Path("y.json")) == \
+        ["--seeds", "0,1", "--rows", "a", "--json", "y.json"]
+    per_seed = [{"seed": s, "outputs": {"x": {"dice_mean": d, "iou_mean": d / 2}}} for s, d in ((0, 0.5), (1, 0.7), (2, 0.9))]
+    per_seed.append({"seed": 3, "status": "failed: boom"})
+    assert q.across_seeds(per_seed)["x"] == {"dice_mean": pytest.approx(0.7), "dice_std": pytest.approx(0.2),
+                                             "iou_mean": pytest.approx(0.35), "n": 3}
 
 
 def test_quality_cpu_run_on_real_ddti(tmp_path, data_root):
@@ -176,3 +226,31 @@ def test_readme_renders_ablations_as_one_table_sorted_by_settings():
     rows = [line for line in text.splitlines() if line.startswith("| CTS-M")]
     assert [r.split("|")[2].strip() + "/" + r.split("|")[3].strip() for r in rows] == ["0.0005/5", "0.002/5", "0.002/10"]
     assert "| 67.0 ± 10.0 | - | - | `c.json` |" in rows[1]
+
+
+def test_readme_renders_the_mean_over_seeds_and_the_grid():
+    """A quality file with several seeds shows the across-seed mean ± std and says how many; `grid` is stated."""
+    rr = _load("readme_results")
+
+    def run(seeds, across=None, grid=None):
+        scores = {"per_slice": {"dice": {"mean": 0.5, "std": 0.2}, "iou": {"mean": 0.4}}}
+        row = {"row": "cts_m", "label": "CTS-M", "status": "ok", "outputs": {"one_step": scores},
+               "outputs_info": {"one_step": {"desc": "consistency sample, 1 step", "nfe": 1}}}
+        if across:
+            row["across_seeds"] = {"one_step": across}
+        d = {"benchmark": "quality", "tag": "", "device_kind": "cpu", "device_name": "cpu", "date": "2026-11-27",
+             "torch": "x", "preset": "test32", "steps": 10, "batch_size": 16, "lr": 2e-3, "ema_rate": 0.5,
+             "train_config": {"s1": 5}, "data_kind": "ddti", "level": "per_slice", "test_items": 8, "test_cases": 8,
+             "seed": seeds[0], "seeds": seeds, "rows": [row]}
+        return d if grid is None else {**d, "grid": grid}
+    many = rr.render([("m.json", run([0, 1], {"dice_mean": 0.6, "dice_std": 0.05, "iou_mean": 0.45, "n": 2}, "native"))])
+    assert "mean ± std over 2 seeds (0, 1)" in many and "per-image Dice, mean ± std over 2 seeds |" in many
+    assert "| CTS-M | consistency sample, 1 step | 1 | 60.0 ± 5.0 | 45.0 |" in many
+    assert "scored on the native grid" in many
+    part = rr.render([("p.json", run([0, 1, 2], {"dice_mean": 0.6, "dice_std": 0.05, "iou_mean": 0.45, "n": 2}, "model"))])
+    assert "| 60.0 ± 5.0 (2 seeds) | 45.0 |" in part and "scored at the model's resolution" in part
+    fallback = run([0], grid="native")   # asked for the native grid, but the data had none: the summaries say so
+    fallback["rows"][0]["outputs"]["one_step"]["grid"] = "model"
+    assert "scored at the model's resolution" in rr.render([("f.json", fallback)])
+    one = rr.render([("o.json", run([0], {"dice_mean": 0.5, "dice_std": None, "iou_mean": 0.4, "n": 1}))])
+    assert "| 50.0 ± 20.0 | 40.0 |" in one and "seeds" not in one and "grid" not in one and "resolution" not in one
