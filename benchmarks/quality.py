@@ -46,7 +46,7 @@ from ctslib.baselines.diffusion import network_evaluations  # noqa: E402
 from ctslib.baselines.packed import source_kind  # noqa: E402
 from ctslib.config import preset, with_variant  # noqa: E402
 from ctslib.device import autocast, pick_device  # noqa: E402
-from ctslib.evaluate import EvalOptions, evaluate  # noqa: E402
+from ctslib.evaluate import EvalOptions, evaluate, resolution_ceiling  # noqa: E402
 from ctslib.io_utils import write_json_atomic  # noqa: E402
 from ctslib.losses import ConsistencyLoss  # noqa: E402
 from ctslib.model import CTSModel, count_parameters  # noqa: E402
@@ -97,6 +97,9 @@ def parse_args(argv=None):
                                                   "seed (default: just --seed)")
     p.add_argument("--grid", choices=["native", "model"], default="native",
                    help="score on the dataset's own grid (native) or at the model's resolution (model)")
+    p.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True,
+                   help="also score the expert masks resized to the model grid and back (the resolution ceiling; "
+                        "native grid only)")
     p.add_argument("--split", default="test", help="split to score")
     p.add_argument("--level", choices=["auto", "per_slice", "per_volume"], default="auto",
                    help="headline Dice: per_volume (per patient) for LGG/BraTS, per_slice (per image) otherwise")
@@ -229,6 +232,17 @@ def row_outputs(row: str, args) -> dict[str, dict]:
             "aux_head": {"desc": "auxiliary head y_hat > 0.5", "nfe": 0}}
 
 
+def ceiling_record(args, test_set) -> dict | None:
+    """The expert masks resized to the model grid and mapped back, scored like a row: what resolution
+    alone costs on the native grid (None when scoring at the model's resolution or without native masks)."""
+    if args.grid != "native" or test_set.native_mask(0) is None:
+        return None
+    t0 = time.perf_counter()
+    opts = EvalOptions(batch_size=args.eval_batch, seed=args.seeds[0], hd95=args.hd95, n_bootstrap=args.n_bootstrap)
+    return {"label": "Expert mask at the model's size", "desc": "resized to the model grid and back (resolution ceiling)",
+            "outputs": resolution_ceiling(test_set, opts), "seconds": time.perf_counter() - t0}
+
+
 def run_row(row: str, args, mcfg, tcfg, train_set, test_set, device, work: Path, deadline: float | None) -> dict:
     """Train one row with tcfg.seed, score it on the test split sampling with the same seed; returns its JSON record."""
     out = work / row
@@ -358,6 +372,11 @@ def print_table(result: dict) -> None:
     print(f"\n{result['data']} ({result['split']}), {LEVEL_LABEL[level]}; preset {result['preset']}, "
           f"{result['steps']} steps x batch {result['batch_size']} per row; {result['device_name']}")
     print(f"{'row':<30} {'output':<34} {'Dice':>16} {'IoU':>7} {'NFE':>5}")
+    if result.get("ceiling"):
+        c = result["ceiling"]
+        s = next(iter(c["outputs"].values()))[level]
+        print(f"{c['label']:<30} {'resolution ceiling':<34} {s['dice']['mean']:.4f} ± {s['dice']['std']:.4f} "
+              f"{s['iou']['mean']:>7.4f} {'-':>5}")
     for r in result["rows"]:
         if not r["status"].startswith("ok"):
             print(f"{r['label']:<30} {r['status']}")
@@ -387,7 +406,7 @@ def _child_argv(argv: list[str], row: str, json_path: Path) -> list[str]:
         if a.startswith(("--rows=", "--json=")):
             continue
         out.append(a)
-    return out + ["--rows", row, "--json", str(json_path)]
+    return out + ["--rows", row, "--json", str(json_path), "--no-ceiling"]      # the parent scores the ceiling once
 
 
 def run_parallel(args, argv: list[str]) -> int:
@@ -413,6 +432,9 @@ def run_parallel(args, argv: list[str]) -> int:
     if result is None:
         print("no row produced a result", file=sys.stderr)
         return 1
+    size = preset(args.preset)[0].image_size
+    result["ceiling"] = ceiling_record(args, open_any(args.data, args.split, size, args.eval_limit)) \
+        if args.ceiling else None
     result.update(rows=merged, argv=argv, parallel_rows=True, exit_codes=codes,
                   complete=all(r["status"].startswith("ok") for r in merged),
                   note="rows trained at the same time on one device: seconds and img/s per row include the contention")
@@ -469,7 +491,8 @@ def main(argv=None) -> int:
               "steps": steps, "batch_size": tcfg.batch_size, "lr": tcfg.lr, "optimizer": tcfg.optimizer,
               "ema_rate": ema, "seed": args.seeds[0], "seeds": args.seeds, "grid": args.grid, "train_config": asdict(tcfg),
               "probe_seconds_per_step": probes, "probe_eval_seconds": probes_eval,
-              "argv": sys.argv[1:] if argv is None else list(argv), "rows": [], "complete": False}
+              "argv": sys.argv[1:] if argv is None else list(argv), "rows": [], "complete": False,
+              "ceiling": ceiling_record(args, test_set) if args.ceiling else None}
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="cts_quality_"))
     durations: list[float] = []
     try:

@@ -256,7 +256,24 @@ def quality_section(group: list[tuple[str, dict]]) -> list[str]:
                 continue
             cells += list(score_cells(r, k[1], d["level"], seeds))
         lines.append(f"| {label} | {desc} | {nfe if nfe != 0 else '0 (h only)'} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    ceiling = ceiling_line(datasets)
+    return lines + ([ceiling] if ceiling else []) + [""]
+
+
+def ceiling_line(datasets: list[tuple[str, dict]]) -> str:
+    """The table row of the expert masks resized to the model grid and back (quality.py's `ceiling`), if scored."""
+    first = next((d["ceiling"] for _, d in datasets if d.get("ceiling")), None)
+    if first is None:
+        return ""
+    cells = []
+    for _, d in datasets:
+        c = d.get("ceiling")
+        if not c:
+            cells += ["-", ""]
+            continue
+        s = next(iter(c["outputs"].values()))[d["level"]]
+        cells += [f"{100 * s['dice']['mean']:.1f} ± {100 * s['dice']['std']:.1f}", f(100 * s["iou"]["mean"], "{:.1f}")]
+    return f"| {first['label']} | {first['desc']} | - | " + " | ".join(cells) + " |"
 
 
 def ablation_section(group: list[tuple[str, dict]]) -> list[str]:

@@ -98,6 +98,24 @@ def evaluate_segmenter(segmenter: Segmenter, dataset: Dataset, opts: EvalOptions
     return {name: {**s.summary(), "grid": grid} for name, s in scores.items()}
 
 
+def resolution_ceiling(dataset: Dataset, opts: EvalOptions = EvalOptions()) -> dict:
+    """Scores of the expert masks themselves after the trip to the model grid and back (native grid).
+
+    The best any model working at ``dataset.image_size`` can score: what resizing alone costs.
+    """
+    native = _native_source(dataset)
+    if native is None:
+        raise ValueError("resolution_ceiling needs a dataset read from files (native_mask); this one has no native grid")
+    if opts.limit is not None and opts.limit < len(dataset):
+        dataset = Subset(dataset, range(opts.limit))
+    scores = {"resized_truth": SegmentationScores(hd95=opts.hd95, n_bootstrap=opts.n_bootstrap, seed=opts.seed)}
+    offset = 0
+    for _, mask, meta in DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=0):
+        _score_batch(scores, {"resized_truth": mask}, mask, meta, range(offset, offset + mask.shape[0]), native)
+        offset += mask.shape[0]
+    return {name: {**s.summary(), "grid": "native"} for name, s in scores.items()}
+
+
 def cts_segmenter(model: CTSModel, outputs: Sequence[str] = ("one_step", "aux_head"), levels=(0.8,),
                   members: int = 5, mask_encoding: str = "pm1") -> Segmenter:
     """CTS outputs by name: one_step, multistep (at `levels`), ensemble (E=`members`), aux_head."""

@@ -85,10 +85,11 @@ def test_quality_parallel_rows_merge_in_the_asked_order(tmp_path):
     assert q.main(argv) == 0
     r = json.loads(out.read_text())
     assert r["parallel_rows"] and r["complete"] and r["exit_codes"] == {"supervised": 0, "cts_nm": 0}
+    assert r["ceiling"] is None                                  # phantoms have no native grid
     assert [row["row"] for row in r["rows"]] == ["supervised", "cts_nm"]
     assert all(row["train"]["steps"] == 3 for row in r["rows"])
     assert q._child_argv(["--rows=a,b", "--parallel-rows", "--json", "x.json", "--steps", "3"], "a", Path("y.json")) == \
-        ["--steps", "3", "--rows", "a", "--json", "y.json"]
+        ["--steps", "3", "--rows", "a", "--json", "y.json", "--no-ceiling"]
     with pytest.raises(SystemExit):
         q.parse_args(["--steps", "auto:10", "--parallel-rows"])   # rows probed one by one cannot run in parallel
 
@@ -128,7 +129,7 @@ def test_quality_seed_options():
     assert q.auto_steps(100, probes, 0.0, 1) == 4000 and q.auto_steps(100, probes, 0.0, 2) == 2000
     assert q.auto_steps(100, probes, 25.0, 2) == 1000            # each seed samples the diffusion row once
     assert q._child_argv(["--rows", "a,b", "--seeds", "0,1", "--parallel-rows"], "a", Path("y.json")) == \
-        ["--seeds", "0,1", "--rows", "a", "--json", "y.json"]
+        ["--seeds", "0,1", "--rows", "a", "--json", "y.json", "--no-ceiling"]
     per_seed = [{"seed": s, "outputs": {"x": {"dice_mean": d, "iou_mean": d / 2}}} for s, d in ((0, 0.5), (1, 0.7), (2, 0.9))]
     per_seed.append({"seed": 3, "status": "failed: boom"})
     assert q.across_seeds(per_seed)["x"] == {"dice_mean": pytest.approx(0.7), "dice_std": pytest.approx(0.2),
@@ -148,7 +149,11 @@ def test_quality_cpu_run_on_real_ddti(tmp_path, data_root):
     for row in r["rows"]:
         for summary in row["outputs"].values():
             d = summary["per_slice"]["dice"]["mean"]
-            assert summary["per_slice"]["n"] == r["test_items"] and 0.0 <= d <= 1.0
+            assert summary["per_slice"]["n"] == r["test_items"] and 0.0 <= d <= 1.0 and summary["grid"] == "native"
+    # the resolution ceiling: the expert masks at 32 px mapped back to 300 px lose detail, but not much
+    ceiling = r["ceiling"]["outputs"]["resized_truth"]
+    assert ceiling["grid"] == "native" and ceiling["per_slice"]["n"] == r["test_items"]
+    assert 0.9 < ceiling["per_slice"]["dice"]["mean"] < 1.0
 
 
 def test_quality_reads_packed_data_and_auto_steps(tmp_path):
@@ -254,3 +259,20 @@ def test_readme_renders_the_mean_over_seeds_and_the_grid():
     assert "scored at the model's resolution" in rr.render([("f.json", fallback)])
     one = rr.render([("o.json", run([0], {"dice_mean": 0.5, "dice_std": None, "iou_mean": 0.4, "n": 1}))])
     assert "| 50.0 ± 20.0 | 40.0 |" in one and "seeds" not in one and "grid" not in one and "resolution" not in one
+
+
+def test_readme_renders_the_resolution_ceiling():
+    """quality.py's `ceiling` (expert masks resized and mapped back) is one more table row, from its own numbers."""
+    rr = _load("readme_results")
+    scores = {"per_slice": {"dice": {"mean": 0.5, "std": 0.2}, "iou": {"mean": 0.4}, "n": 8}, "grid": "native"}
+    ceiling = {"per_slice": {"dice": {"mean": 0.931, "std": 0.024}, "iou": {"mean": 0.874}, "n": 8}, "grid": "native"}
+    d = {"benchmark": "quality", "tag": "", "device_kind": "cpu", "device_name": "cpu", "date": "2026-11-27", "torch": "x",
+         "preset": "test32", "steps": 10, "batch_size": 16, "lr": 2e-3, "ema_rate": 0.5, "train_config": {"s1": 5},
+         "data_kind": "ddti", "level": "per_slice", "test_items": 8, "test_cases": 8, "seed": 0, "seeds": [0],
+         "grid": "native", "rows": [{"row": "supervised", "label": "U-Net", "status": "ok", "outputs": {"unet": scores},
+                                     "outputs_info": {"unet": {"desc": "U-Net y_hat > 0.5", "nfe": 0}}}],
+         "ceiling": {"label": "Expert mask at the model's size", "desc": "resolution ceiling",
+                     "outputs": {"resized_truth": ceiling}}}
+    text = rr.render([("c.json", d)])
+    assert "| Expert mask at the model's size | resolution ceiling | - | 93.1 ± 2.4 | 87.4 |" in text
+    assert "Expert mask" not in rr.render([("n.json", {**d, "ceiling": None})])
