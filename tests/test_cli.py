@@ -107,6 +107,13 @@ def test_documented_ddti_example_runs(data_root, tmp_path):
     start = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert start["model"]["in_channels"] == 1 and start["model"]["image_size"] == 64 and start["model"]["variant"] == "cts_m"
     assert (out / "ckpt.pt").is_file()
+    # README: evaluate scores on the files' own grid by default (--grid model: at the model's 64 px)
+    for grid in ("native", "model"):
+        result = out / f"{grid}.json"
+        ctslib("evaluate", "--ckpt", out / "ckpt.pt", "--split", "test", "--limit", "4", "--outputs", "one_step",
+               "--grid", grid, "--json", result)
+        res = json.loads(result.read_text())
+        assert res["grid"] == grid and res["one_step"]["grid"] == grid and res["one_step"]["per_slice"]["n"] == 4
 
 
 def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path, capsys, monkeypatch):
