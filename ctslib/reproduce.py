@@ -439,6 +439,26 @@ def pair_specs(root: Path | None) -> dict[str, str]:
     return {"phantom-us (ultrasound-like)": "phantom-us", "phantom (MRI-like)": "phantom"}
 
 
+def resolution_ceilings(specs: dict[str, str], sizes: Sequence[int] = (32, 64, 128, 256), split: str = "train",
+                        limit: int | None = None) -> list[dict]:
+    """Per dataset and working size: Dice of the expert masks resized to that size and mapped back to
+    the files' grid (`evaluate.resolution_ceiling`), i.e. the best any model at that size can score.
+    Datasets without files behind them (the phantoms) have no native grid and are left out."""
+    from .data import open_dataset
+    from .evaluate import EvalOptions, resolution_ceiling
+    opts = EvalOptions(hd95=False, n_bootstrap=0, progress=False)
+    rows = []
+    for name, spec in specs.items():
+        for size in sizes:
+            ds = open_dataset(spec, split, size, limit=limit)
+            if ds.native_mask(0) is None:
+                break
+            r = resolution_ceiling(ds, opts)["resized_truth"]["per_slice"]
+            rows.append({"dataset": name, "size": size, "dice_all": r["dice"]["mean"],
+                         "dice_tumour": r["dice_tumour"]["mean"], "n_tumour": r["n_tumour"], "n": r["n"]})
+    return rows
+
+
 # ------------------------------------------------------------------------------------ runner
 def discover(folder: str | Path = NOTEBOOK_DIR, only: str | None = None) -> list[Path]:
     """Numbered notebooks NN_*.ipynb in order; ``only`` = comma-separated numbers or names."""

@@ -565,3 +565,23 @@ def plot_sampling_cost(timing: Sequence[dict], sweep: Sequence[dict], save=None)
     axes[1].set_xlabel("intermediate level tau of the 2-step sampler")
     axes[1].set_title("validation Dice (choose tau here, never on test)")
     return finish(fig, save)
+
+
+def plot_resolution_ceilings(rows: Sequence[dict], save=None):
+    """Dice of the resized-and-mapped-back expert masks against the working size, one line per dataset."""
+    fig, ax = _plt().subplots(figsize=(5.5, 3.3))
+    for name in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == name]
+        ax.plot([r["size"] for r in mine], [100 * r["dice_tumour"] for r in mine], "-o", label=name)
+    sizes = sorted({r["size"] for r in rows})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("working size (px)")
+    ax.set_ylabel("Dice on the native grid (%)")
+    ax.set_title("resolution ceiling: expert masks resized and back\n(slices with tumour)", fontsize=9)
+    if rows:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no file-backed dataset here", ha="center", va="center", transform=ax.transAxes)
+    return finish(fig, save)

@@ -142,3 +142,12 @@ def test_hd95_off_skips_it_and_keeps_dice(tmp_path):
     assert on["per_slice"]["hd95"]["mean"] is not None and off["per_slice"]["hd95"]["mean"] is None
     assert off["per_slice"]["hd95_undefined"] == 0 and off["per_volume"]["hd95"]["mean"] is None
     assert off["per_slice"]["dice"] == on["per_slice"]["dice"]
+
+
+def test_resolution_ceilings_table(tmp_path):
+    """Notebook 02's table: one row per file-backed dataset and size, phantoms left out, identity at the native size."""
+    from ctslib.reproduce import resolution_ceilings
+    spec = make_thin_pairs(tmp_path / "thin", shape=(32, 32))
+    rows = resolution_ceilings({"thin": spec, "phantom": "phantom:4"}, sizes=(8, 32), split="all")
+    assert [(r["dataset"], r["size"]) for r in rows] == [("thin", 8), ("thin", 32)]
+    assert rows[0]["dice_tumour"] < 0.5 and rows[1]["dice_all"] == 1.0 and rows[1]["n"] == 4
