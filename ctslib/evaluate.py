@@ -57,6 +57,12 @@ def _score_batch(scores: dict[str, SegmentationScores], preds: dict[str, torch.T
     """Add one batch to every output's scores: on the native grid (section 4) when `native` is given."""
     cases, slices = list(meta["case"]), [int(s) for s in meta["slice"]]
     masks = {name: p.float().cpu() > 0.5 for name, p in preds.items()}
+    spacing = getattr(native, "volume_spacing", None)   # per-volume HD95 in mm from the files' voxel size
+    for case in dict.fromkeys(cases) if spacing is not None else ():
+        if any(case not in s.case_spacing for s in scores.values()):
+            voxel = spacing(case)
+            for s in scores.values():
+                s.case_spacing[case] = voxel
     if native is None:
         for name, m in masks.items():
             scores[name].add(m.numpy(), gt.numpy() > 0.5, cases, slices)

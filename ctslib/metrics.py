@@ -320,6 +320,8 @@ class SegmentationScores:
         slice_spacing: spacing for per-slice HD95 (None -> pixels).
         volume_spacing: spacing of stacked (slice, H, W) volumes for per-volume
             HD95 (scalar or 3-tuple in that axis order; default 1 -> mm at 1 mm).
+        case_spacing: per-case volume spacing that overrides volume_spacing
+            (e.g. each NIfTI header's voxel size).
         hd95_fallback: "nan" (undefined HD95 excluded from mean/std and counted)
             or "diagonal" (replaced by the image diagonal, still counted).
         hd95: False skips the distance transforms (HD95 then reads None; Dice/IoU only).
@@ -329,6 +331,7 @@ class SegmentationScores:
 
     slice_spacing: Spacing = None
     volume_spacing: Spacing = 1.0
+    case_spacing: dict = field(default_factory=dict)
     hd95_fallback: str = "nan"
     hd95: bool = True
     n_bootstrap: int = 2000
@@ -396,10 +399,11 @@ class SegmentationScores:
             p = np.stack([vol[k][0] for k in order])
             g = np.stack([vol[k][1] for k in order])
             d, j = dice_iou(p, g)
-            h = hd95(p, g, self.volume_spacing, fallback="nan") if self.hd95 else float("nan")
+            spacing = self.case_spacing.get(case, self.volume_spacing)
+            h = hd95(p, g, spacing, fallback="nan") if self.hd95 else float("nan")
             undefined = self.hd95 and math.isnan(h)
             if undefined and self.hd95_fallback == "diagonal":
-                h = image_diagonal(p.shape, self.volume_spacing)
+                h = image_diagonal(p.shape, spacing)
             out.append(
                 {
                     "case": case,

@@ -151,3 +151,46 @@ def test_resolution_ceilings_table(tmp_path):
     rows = resolution_ceilings({"thin": spec, "phantom": "phantom:4"}, sizes=(8, 32), split="all")
     assert [(r["dataset"], r["size"]) for r in rows] == [("thin", 8), ("thin", 32)]
     assert rows[0]["dice_tumour"] < 0.5 and rows[1]["dice_all"] == 1.0 and rows[1]["n"] == 4
+
+
+def test_case_spacing_scales_volume_hd95():
+    from ctslib.metrics import SegmentationScores
+    gt = np.zeros((6, 20, 20), bool)
+    gt[1:5, 5:12, 5:12] = True
+    pred = np.roll(gt, 3, axis=1)                          # 3 voxels along the stacked volume's second axis
+    hd = {}
+    for spacing in (None, (1.0, 2.0, 1.0)):
+        s = SegmentationScores(n_bootstrap=0, case_spacing={"a": spacing} if spacing else {})
+        s.add(pred, gt, ["a"] * 6, list(range(6)))
+        hd[spacing] = s.per_case()[0]["hd95"]
+    assert hd[None] == pytest.approx(3.0) and hd[(1.0, 2.0, 1.0)] == pytest.approx(6.0)
+
+
+def _stretched_copy(src: Path, dst: Path, factor: float) -> None:
+    """The BraTS 2015 case with its voxels `factor` times longer along the first voxel axis."""
+    import nibabel as nib
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.name.endswith(".nii.gz"):
+            img = nib.load(str(f))
+            affine = img.affine.copy()
+            affine[:3, 0] *= factor
+            nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), dst / f.name)
+        elif f.is_file():
+            (dst / f.name).write_bytes(f.read_bytes())
+
+
+def test_volume_hd95_uses_each_files_voxel_size(tmp_path):
+    """Per-volume HD95 is in mm from each NIfTI header (ALGORITHM section 4), not in voxels."""
+    src = DATA / "brats2015" / "brats_2013_pat0005_1"
+    hd = {}
+    for factor in (1.0, 2.0):
+        _stretched_copy(src, tmp_path / f"x{factor}" / src.name, factor)
+        ds = open_dataset(f"brats:{tmp_path / f'x{factor}'}", "all", 64, cache_dir=str(tmp_path / f"c{factor}"))
+        spacing = ds.volume_spacing(src.name)
+        assert sorted(spacing) == sorted((1.0, 1.0, factor))
+        axis = -2 if spacing[1] == factor else -1            # the stretched in-plane axis of (slice, X, Y)
+        shifted = lambda image, seeds: {"m": torch.roll(torch.stack([ds[s][1] for s in seeds]), 2, dims=axis)}  # noqa: E731
+        res = evaluate_segmenter(shifted, ds, EvalOptions(n_bootstrap=0, progress=False, batch_size=32))
+        hd[factor] = res["m"]["per_volume"]["hd95"]["mean"]
+    assert hd[1.0] > 0 and 1.5 < hd[2.0] / hd[1.0] <= 2.0 + 1e-9

@@ -35,6 +35,17 @@ def read_nifti(path: str | Path, dtype=np.float32) -> np.ndarray:
     return arr
 
 
+def nifti_spacing(path: str | Path) -> tuple[float, float, float]:
+    """Voxel size (mm) along the closest-canonical axes of a NIfTI file, from its header only."""
+    import nibabel as nib
+
+    try:
+        img = nib.as_closest_canonical(nib.load(str(path)))
+        return tuple(float(z) for z in img.header.get_zooms()[:3])
+    except Exception as exc:
+        raise data_error(path, f"cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
+
+
 def check_finite(arr: np.ndarray, path: str | Path) -> None:
     """Reject NaN or inf intensities."""
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():

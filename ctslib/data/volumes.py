@@ -21,7 +21,7 @@ from .base import SegDataset
 from .cache import cache_root, digest, fingerprint, load_npy, save_json, save_npy
 from .errors import DataError, data_error
 from .preprocess import DiffusionConfig, fit_to_size, zscore_volume
-from .readers import labels_to_mask, read_nifti
+from .readers import labels_to_mask, nifti_spacing, read_nifti
 from .splits import ALL, limit_by_cases, read_split_file, seeded_case_split
 
 NIFTI = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
@@ -313,6 +313,12 @@ class VolumeDataset(SegDataset):
             label_file = self.cases[ci].files[len(self.layout.modalities)]
             self._native_labels = (ci, labels_to_mask(read_nifti(label_file), label_file))
         return self._native_labels[1][:, :, int(self._item_slice[i])]
+
+    def volume_spacing(self, case: str) -> tuple[float, float, float]:
+        """Voxel size (mm) of a case's slices stacked as (slice, X, Y): the label file's (z, x, y) zooms."""
+        ci = next(k for k, c in enumerate(self.cases) if c.name == case)
+        x, y, z = nifti_spacing(self.cases[ci].files[len(self.layout.modalities)])
+        return (z, x, y)
 
     def _arrays(self, ci: int) -> tuple[np.ndarray, np.ndarray]:
         hit = self._mmaps.get(ci)
