@@ -167,13 +167,13 @@ def seeds_note(group: list[tuple[str, dict]], with_list: bool = False) -> str:
 
 
 def grid_note(d: dict) -> str:
-    """Where the file was scored, if it says (older files without `grid` say nothing).
+    """Where the file was scored (files from before native-grid scoring have no `grid`: model resolution).
 
     The grid each summary records it was scored on wins over the one asked for (a dataset without
     native masks is scored at the model's resolution even when the native grid was asked for).
     """
     if not d.get("grid"):
-        return ""
+        return GRID_LABEL["model"]
     used = sorted({s["grid"] for r in d["rows"] for s in (r.get("outputs") or {}).values() if s.get("grid")}) or [d["grid"]]
     return " and ".join(GRID_LABEL.get(g, f"scored on the {g} grid") for g in used)
 
@@ -273,7 +273,7 @@ def ceiling_line(datasets: list[tuple[str, dict]]) -> str:
             continue
         s = next(iter(c["outputs"].values()))[d["level"]]
         cells += [f"{100 * s['dice']['mean']:.1f} ± {100 * s['dice']['std']:.1f}", f(100 * s["iou"]["mean"], "{:.1f}")]
-    return f"| {first['label']} | {first['desc']} | - | " + " | ".join(cells) + " |"
+    return f"| {first['label']} | {first['desc']}; no training, ± over the test split | - | " + " | ".join(cells) + " |"
 
 
 def ablation_section(group: list[tuple[str, dict]]) -> list[str]:
