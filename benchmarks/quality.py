@@ -234,11 +234,13 @@ def row_outputs(row: str, args) -> dict[str, dict]:
 
 def ceiling_record(args, test_set) -> dict | None:
     """The expert masks resized to the model grid and mapped back, scored like a row: what resolution
-    alone costs on the native grid (None when scoring at the model's resolution or without native masks)."""
-    if args.grid != "native" or test_set.native_mask(0) is None:
+    alone costs on the native grid (None with --no-ceiling, when scoring at the model's resolution or
+    without native masks)."""
+    if not args.ceiling or args.grid != "native" or not test_set.has_native_grid:
         return None
     t0 = time.perf_counter()
-    opts = EvalOptions(batch_size=args.eval_batch, seed=args.seeds[0], hd95=args.hd95, n_bootstrap=args.n_bootstrap)
+    opts = EvalOptions(batch_size=args.eval_batch, seed=args.seeds[0], hd95=args.hd95, n_bootstrap=args.n_bootstrap,
+                       progress=args.progress)
     return {"label": "Expert mask at the model's size", "desc": "resized to the model grid and back (resolution ceiling)",
             "outputs": resolution_ceiling(test_set, opts), "seconds": time.perf_counter() - t0}
 
@@ -433,8 +435,7 @@ def run_parallel(args, argv: list[str]) -> int:
         print("no row produced a result", file=sys.stderr)
         return 1
     size = preset(args.preset)[0].image_size
-    result["ceiling"] = ceiling_record(args, open_any(args.data, args.split, size, args.eval_limit)) \
-        if args.ceiling else None
+    result["ceiling"] = ceiling_record(args, open_any(args.data, args.split, size, args.eval_limit))
     result.update(rows=merged, argv=argv, parallel_rows=True, exit_codes=codes,
                   complete=all(r["status"].startswith("ok") for r in merged),
                   note="rows trained at the same time on one device: seconds and img/s per row include the contention")
@@ -492,7 +493,7 @@ def main(argv=None) -> int:
               "ema_rate": ema, "seed": args.seeds[0], "seeds": args.seeds, "grid": args.grid, "train_config": asdict(tcfg),
               "probe_seconds_per_step": probes, "probe_eval_seconds": probes_eval,
               "argv": sys.argv[1:] if argv is None else list(argv), "rows": [], "complete": False,
-              "ceiling": ceiling_record(args, test_set) if args.ceiling else None}
+              "ceiling": ceiling_record(args, test_set)}
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="cts_quality_"))
     durations: list[float] = []
     try:

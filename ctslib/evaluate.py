@@ -46,10 +46,18 @@ Segmenter = Callable[[torch.Tensor, list[int]], dict[str, torch.Tensor]]
 
 def _native_source(dataset: Dataset) -> Dataset | None:
     """The dataset whose ``native_mask(i)`` gives item i's native-grid mask, or None (model grid)."""
-    probe = len(dataset) and getattr(dataset, "native_mask", None)
-    if probe and probe(0) is not None:
-        return dataset
-    return None
+    return dataset if getattr(dataset, "has_native_grid", False) else None
+
+
+def _batches(dataset: Dataset, opts: EvalOptions):
+    """(image, mask, meta, item indices) for the first ``opts.limit`` items, in dataset order."""
+    if opts.limit is not None and opts.limit < len(dataset):
+        dataset = Subset(dataset, range(opts.limit))
+    loader = DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=0)
+    offset = 0
+    for image, mask, meta in tqdm(loader, desc="evaluate", disable=not opts.progress, leave=False):
+        yield image, mask, meta, range(offset, offset + mask.shape[0])
+        offset += mask.shape[0]
 
 
 def _score_batch(scores: dict[str, SegmentationScores], preds: dict[str, torch.Tensor], gt: torch.Tensor,
@@ -86,15 +94,10 @@ def evaluate_segmenter(segmenter: Segmenter, dataset: Dataset, opts: EvalOptions
         raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {opts.grid!r}")
     device = torch.device(device)
     native = _native_source(dataset) if opts.grid == "native" else None
-    if opts.limit is not None and opts.limit < len(dataset):
-        dataset = Subset(dataset, range(opts.limit))
-    loader = DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=0)
     scores: dict[str, SegmentationScores] = {}
-    offset, channels_last = 0, use_channels_last(device)
-    for image, mask, meta in tqdm(loader, desc="evaluate", disable=not opts.progress, leave=False):
+    channels_last = use_channels_last(device)
+    for image, mask, meta, indices in _batches(dataset, opts):
         image = in_layout(image.to(device), channels_last)
-        indices = range(offset, offset + image.shape[0])
-        offset += image.shape[0]
         with autocast(device):
             preds = segmenter(image, [opts.seed * 1_000_003 + i for i in indices])
         for name in preds:
@@ -112,13 +115,9 @@ def resolution_ceiling(dataset: Dataset, opts: EvalOptions = EvalOptions()) -> d
     native = _native_source(dataset)
     if native is None:
         raise ValueError("resolution_ceiling needs a dataset read from files (native_mask); this one has no native grid")
-    if opts.limit is not None and opts.limit < len(dataset):
-        dataset = Subset(dataset, range(opts.limit))
     scores = {"resized_truth": SegmentationScores(hd95=opts.hd95, n_bootstrap=opts.n_bootstrap, seed=opts.seed)}
-    offset = 0
-    for _, mask, meta in DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=0):
-        _score_batch(scores, {"resized_truth": mask}, mask, meta, range(offset, offset + mask.shape[0]), native)
-        offset += mask.shape[0]
+    for _, mask, meta, indices in _batches(dataset, opts):
+        _score_batch(scores, {"resized_truth": mask}, mask, meta, indices, native)
     return {name: {**s.summary(), "grid": "native"} for name, s in scores.items()}
 
 

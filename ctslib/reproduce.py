@@ -451,7 +451,7 @@ def resolution_ceilings(specs: dict[str, str], sizes: Sequence[int] = (32, 64, 1
     for name, spec in specs.items():
         for size in sizes:
             ds = open_dataset(spec, split, size, limit=limit)
-            if ds.native_mask(0) is None:
+            if not ds.has_native_grid:
                 break
             r = resolution_ceiling(ds, opts)["resized_truth"]["per_slice"]
             rows.append({"dataset": name, "size": size, "dice_all": r["dice"]["mean"],

@@ -88,7 +88,7 @@ def test_limit_and_unknown_grid(tmp_path):
 
 def test_phantoms_have_no_native_grid():
     ds = open_dataset("phantom:6", "test", 16)
-    assert ds.native_mask(0) is None
+    assert ds.native_mask(0) is None and not ds.has_native_grid
     assert evaluate_segmenter(oracle(ds), ds, FAST)["oracle"]["grid"] == "model"
 
 
@@ -127,7 +127,7 @@ def test_packed_datasets_keep_the_native_masks(tmp_path):
     meta = pack_splits("ddti", 32, ("test",), out, limit=5)
     assert meta["splits"]["test"]["native_grid"] and meta["splits"]["test"]["fit"] == "resize"
     packed, ds = PackedDataset(out, "test"), open_dataset("ddti", "test", 32, limit=5)
-    assert packed.fit == "resize"
+    assert packed.fit == "resize" and packed.has_native_grid and ds.has_native_grid
     for i in range(len(ds)):
         np.testing.assert_array_equal(packed.native_mask(i), ds.native_mask(i))
     a = evaluate_segmenter(oracle(ds), ds, FAST)["oracle"]

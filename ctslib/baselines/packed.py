@@ -94,7 +94,7 @@ def pack_splits(spec: str, image_size: int, splits: Sequence[str], out: str | os
                 print(f"  {split}: {i + 1}/{n}", flush=True)
         packed = [("image", qs), ("scale", scales), ("offset", offsets), ("mask", np.packbits(masks, axis=1)),
                   ("case", np.array(cases)), ("slice", slices)]
-        native = [ds.native_mask(i) for i in range(n)] if n and ds.native_mask(0) is not None else None
+        native = [ds.native_mask(i) for i in range(n)] if ds.has_native_grid else None
         if native is not None:
             packed += [("native_shape", np.array([m.shape for m in native], np.int32)),
                        ("native_mask", np.packbits(np.concatenate([np.asarray(m, bool).reshape(-1) for m in native])))]
@@ -147,6 +147,7 @@ class PackedDataset(SegDataset):
                 self._native = (shapes[:n], ends[:n] - shapes[:n].prod(axis=1), bits)
         self.split = split
         self.fit = self.pack_meta["splits"][split].get("fit", "resize")
+        self.has_native_grid = self._native is not None
         self.image_size = int(self.q.shape[-1])
         self.in_channels = int(self.q.shape[1])
         self.spec = f"packed:{self.path}"

@@ -20,15 +20,17 @@ class SegDataset(Dataset):
     """Base class: subclasses set ``in_channels``, ``image_size``, ``labelled`` and implement
     ``__len__``, ``meta(i)`` (cheap, no decoding) and ``load(i) -> (image, mask)``.
 
-    Datasets read from files also implement ``native_mask(i)``: the expert mask on the file's own
-    grid, which ``fit`` (``resize`` or ``pad``, see ``preprocess.fit_to_size``) maps to the model's
-    ``image_size``; evaluation maps predictions back with ``preprocess.to_native`` (section 4).
+    Datasets read from files set ``has_native_grid`` and implement ``native_mask(i)``: the expert
+    mask on the file's own grid, which ``fit`` (``resize`` or ``pad``, see ``preprocess.fit_to_size``)
+    maps to the model's ``image_size``; evaluation maps predictions back with
+    ``preprocess.to_native`` (section 4).
     """
 
     in_channels: int = 1
     image_size: int = 64
     labelled: bool = True
     fit: str = "resize"
+    has_native_grid: bool = False
 
     def meta(self, i: int) -> dict:
         raise NotImplementedError

@@ -170,6 +170,8 @@ def find_records(path: Path, split: str, cfg: PairsConfig, seed: int = 0) -> tup
 class PairsDataset(SegDataset):
     """Lazily decoded 2-D pairs, preprocessed per item and cached as .npy (one file per item)."""
 
+    has_native_grid = True
+
     def __init__(
         self,
         path: str | os.PathLike,

@@ -70,6 +70,8 @@ def _scan_folder(folder: Path, cfg: SliceConfig) -> SliceItem | None:
 class SliceDataset(SegDataset):
     """Items of the MedSegDiff BraTS slice layout; each preprocessed item is cached as .npy."""
 
+    has_native_grid = True
+
     def __init__(
         self,
         root: str | os.PathLike,

@@ -196,6 +196,8 @@ def preprocess_case(
 class VolumeDataset(SegDataset):
     """Axial slices of BraTS-style volumes; items come from the slice cache unless cache=False."""
 
+    has_native_grid = True
+
     def __init__(
         self,
         root: str | os.PathLike,
@@ -300,24 +302,28 @@ class VolumeDataset(SegDataset):
         case = self.cases[self._item_case[i]]
         return {"case": case.name, "slice": int(self._item_slice[i]), "path": str(case.folder)}
 
+    def _case_index(self, case: str) -> int:
+        return next(k for k, c in enumerate(self.cases) if c.name == case)
+
+    def _label_file(self, ci: int) -> Path:
+        return self.cases[ci].files[len(self.layout.modalities)]
+
     def native_shape(self, case: str) -> tuple[int, int, int]:
         """The (X, Y, Z) grid of a case's canonical volume, for per-volume metrics."""
-        ci = next(k for k, c in enumerate(self.cases) if c.name == case)
-        return tuple(self._info[ci]["shape"])
+        return tuple(self._info[self._case_index(case)]["shape"])
 
     def native_mask(self, i: int) -> np.ndarray:
         """Whole-tumour mask of this axial slice on the canonical volume's (X, Y) grid."""
         i = self._check_index(i)
         ci = int(self._item_case[i])
         if self._native_labels is None or self._native_labels[0] != ci:
-            label_file = self.cases[ci].files[len(self.layout.modalities)]
+            label_file = self._label_file(ci)
             self._native_labels = (ci, labels_to_mask(read_nifti(label_file), label_file))
         return self._native_labels[1][:, :, int(self._item_slice[i])]
 
     def volume_spacing(self, case: str) -> tuple[float, float, float]:
         """Voxel size (mm) of a case's slices stacked as (slice, X, Y): the label file's (z, x, y) zooms."""
-        ci = next(k for k, c in enumerate(self.cases) if c.name == case)
-        x, y, z = nifti_spacing(self.cases[ci].files[len(self.layout.modalities)])
+        x, y, z = nifti_spacing(self._label_file(self._case_index(case)))
         return (z, x, y)
 
     def _arrays(self, ci: int) -> tuple[np.ndarray, np.ndarray]:
