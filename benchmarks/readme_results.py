@@ -8,8 +8,8 @@ benchmarks/speed.py and benchmarks/quality.py) and replaces only the text betwee
 `<!-- results:start -->` and `<!-- results:end -->`; a README without the markers gets them appended.
 GPU results come first, then CPU smoke runs; within each, files are taken in name order.
 A quality file from `quality.py --seeds` with several seeds shows, per output, the mean ± std over
-the seeds of the test-split mean Dice (`across_seeds`); a file with a top-level `grid` says where it
-was scored (files without one were scored at the model's resolution and say nothing).
+the seeds of the test-split mean Dice (`across_seeds`); every quality table says where it was scored
+(files without a top-level `grid` predate native-grid scoring: the model's resolution).
 """
 from __future__ import annotations
 
@@ -182,17 +182,20 @@ def score_cells(r: dict, out: str, level: str, seeds: int) -> tuple[str, str]:
     """(Dice, IoU) cells in %: the across-seed mean ± std where the row has several seeds, else mean ± std over the split."""
     across = (r.get("across_seeds") or {}).get(out)
     if across and across["n"] > 1:
-        dice = f"{100 * across['dice_mean']:.1f} ± {100 * across['dice_std']:.1f}"
         iou = across.get("iou_mean")
+        dice, iou_cell = f"{100 * across['dice_mean']:.1f} ± {100 * across['dice_std']:.1f}", f(iou and 100 * iou, "{:.1f}")
         n = across["n"]
     else:
-        s = r["outputs"][out][level]
-        dm, ds, iou = s["dice"]["mean"], s["dice"]["std"], s["iou"]["mean"]
-        dice = "n/a" if dm is None else f"{100 * dm:.1f} ± {100 * ds:.1f}"
-        n = 1
+        (dice, iou_cell), n = split_cells(r["outputs"][out][level]), 1
     if seeds > 1 and n != seeds:
         dice += f" ({n} seed{'s' if n != 1 else ''})"
-    return dice, f(iou and 100 * iou, "{:.1f}")
+    return dice, iou_cell
+
+
+def split_cells(s: dict) -> tuple[str, str]:
+    """(Dice, IoU) cells in % of one summary level: mean ± std over the split, and the mean IoU."""
+    dm, ds, iou = s["dice"]["mean"], s["dice"]["std"], s["iou"]["mean"]
+    return ("n/a" if dm is None else f"{100 * dm:.1f} ± {100 * ds:.1f}"), f(iou and 100 * iou, "{:.1f}")
 
 
 def truncation_notes(d: dict) -> str:
@@ -271,8 +274,7 @@ def ceiling_line(datasets: list[tuple[str, dict]]) -> str:
         if not c:
             cells += ["-", ""]
             continue
-        s = next(iter(c["outputs"].values()))[d["level"]]
-        cells += [f"{100 * s['dice']['mean']:.1f} ± {100 * s['dice']['std']:.1f}", f(100 * s["iou"]["mean"], "{:.1f}")]
+        cells += list(split_cells(next(iter(c["outputs"].values()))[d["level"]]))
     return f"| {first['label']} | {first['desc']}; no training, ± over the test split | - | " + " | ".join(cells) + " |"
 
 
