@@ -5,7 +5,7 @@
 #   ./data_download.sh --dest data --datasets brats    # BraTS 2021 (needs Synapse registration)
 #   ./data_download.sh --dest data --base-url file:///srv/mirror   # from a mirror with SHA256SUMS
 #
-# Result (the layout of ../shared/data):
+# Result (the layout of the project's full data sets; point CTS_DATA_ROOT at DEST to use them):
 #   DEST/ddti/pairs.csv + images/ + masks/       -> open_dataset("ddti:DEST/ddti")
 #   DEST/lgg/slices.csv + TCGA_*/NNN_{image,mask}.png -> open_dataset("lgg:DEST/lgg")
 #   DEST/brats2021/BraTS2021_XXXXX/*.nii.gz       -> open_dataset("brats:DEST/brats2021")
@@ -55,7 +55,7 @@ Credentials:
   with ~/.kaggle/kaggle.json, or KAGGLE_USERNAME and KAGGLE_KEY in the environment (curl is used).
   BraTS 2021 needs a Synapse account, registration for the BraTS 2021 challenge and acceptance of
   its data terms (Synapse project syn25829067), then the synapse CLI (pip install synapseclient)
-  and SYNAPSE_AUTH_TOKEN (a personal access token). Data terms: see ALGORITHM.md section 8.
+  and SYNAPSE_AUTH_TOKEN (a personal access token). Data terms: see docs/method.md section 8.
 EOF
 }
 

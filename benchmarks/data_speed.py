@@ -1,7 +1,7 @@
 """Data-path speed: slices/s for BraTS volumes with and without the slice cache, and for the
 pairs path (LGG/DDTI PNGs, cold decode and cached). A benchmark, not a test (issue #3, part 5).
 
-    python benchmarks/data_speed.py --data-root ../shared/data --json runs/data_speed.json
+    python benchmarks/data_speed.py --data-root "$CTS_DATA_ROOT" --json runs/data_speed.json
 
 Runs on one thread (torch.set_num_threads(1)) by default: the target is >= 2,000 slices/s from
 the cache on one core. Items are read in shuffled order, as a training loader would.
@@ -74,7 +74,7 @@ def main() -> int:
     print(f"device: {dev['cpu']} ({dev['cores']} cores), torch {dev['torch']}, CUDA: {dev['cuda'] or 'none'}")
     print(f"single-thread note: torch.set_num_threads({args.threads}); DataLoader workers would add cores linearly")
 
-    # --- BraTS volumes (../shared/data/brats2015: 2 subjects, 240x240x155, 2 modalities)
+    # --- BraTS volumes (<data root>/brats2015: 2 subjects, 240x240x155, 2 modalities; data/sample: 1 subject, 16 slices)
     spec = f"brats:{root / 'brats2015'}"
     t = time.perf_counter()
     ds = open_dataset(spec, split="all", image_size=size, cache_dir=cache)

@@ -245,7 +245,7 @@ def main(argv=None) -> int:
     session.record["nvidia_smi"] = nvsmi
     session.say(f"session: {'CPU smoke' if cpu else 'GPU'}; budget {budget:.0f} s; {nvsmi}")
 
-    if cpu:   # tiny everything; the data are packed here from ../shared/data at 32 px
+    if cpu:   # tiny everything; the data are packed here from the data root ($CTS_DATA_ROOT, else data/sample) at 32 px
         qpreset, size = "test32", 32
         pack = W / "pack"
         for data in ("lgg", "ddti"):

@@ -44,9 +44,9 @@ from ctslib.baselines import (EDMConfig, EDMDenoiser, EDMLoss, SupervisedConfig,
 from ctslib.baselines.bench import device_info, sync  # noqa: E402
 from ctslib.baselines.diffusion import network_evaluations  # noqa: E402
 from ctslib.baselines.packed import source_kind  # noqa: E402
-from ctslib.config import preset, with_variant  # noqa: E402
+from ctslib.config import RECIPES, override, preset, with_recipe, with_variant  # noqa: E402
 from ctslib.device import autocast, pick_device  # noqa: E402
-from ctslib.evaluate import EvalOptions, evaluate, resolution_ceiling  # noqa: E402
+from ctslib.evaluate import EvalOptions, dice_by_noise_level, evaluate, resolution_ceiling  # noqa: E402
 from ctslib.io_utils import write_json_atomic  # noqa: E402
 from ctslib.losses import ConsistencyLoss  # noqa: E402
 from ctslib.model import CTSModel, count_parameters  # noqa: E402
@@ -55,9 +55,11 @@ from ctslib.train import RunOptions, StepBatchSampler, build_model_from_checkpoi
 
 ROWS = {
     "cts_nm": "CTS-nM", "cts_m": "CTS-M", "cts_fm": "CTS-FM",
-    "supervised": "Supervised U-Net (h alone)", "diffusion": "Diffusion (EDM on the CTS-M network)",
+    "supervised": "Supervised U-Net (h alone)", "supervised_mse": "Supervised U-Net (h alone, L_S = MSE)",
+    "diffusion": "Diffusion (EDM on the CTS-M network)",
 }
 PER_VOLUME_KINDS = ("lgg", "brats", "brats-slices")
+NOISE_SIGMAS = (0.002, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0)
 LEVEL_LABEL = {"per_volume": "per-patient Dice", "per_slice": "per-image Dice"}
 
 
@@ -91,6 +93,10 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=None, help="batch size of every row (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate of every row (default: the preset's)")
     p.add_argument("--s1", type=int, default=None, help="CT curriculum end s1 (default: the preset's; short runs want ~5, see the README's CT settings table)")
+    p.add_argument("--recipe", default=None, help="CTS training recipe for every CTS row: paper or anchored "
+                                                 "(default: the preset's); `cts_m@paper` in --rows picks one per row")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set a TrainConfig field for every row (repeatable), e.g. --set anchor=2")
     p.add_argument("--ema-rate", default="auto", help="evaluation EMA rate; auto = min(preset, 1 - 10/steps)")
     p.add_argument("--seed", type=int, default=0, help="training and sampling seed")
     p.add_argument("--seeds", default=None, help="comma-separated seeds: every row is trained and scored once per "
@@ -109,7 +115,11 @@ def parse_args(argv=None):
     p.add_argument("--members", type=int, default=5, help="ensemble size E (CTS ensemble and diffusion)")
     p.add_argument("--diffusion-steps", type=int, default=20, help="diffusion sampler steps N")
     p.add_argument("--diffusion-solver", choices=["heun", "euler"], default="heun", help="diffusion sampler")
-    p.add_argument("--supervised-loss", choices=["bce_dice", "mse"], default="bce_dice", help="supervised U-Net loss")
+    p.add_argument("--supervised-loss", choices=["bce_dice", "mse"], default="bce_dice",
+                   help="loss of the `supervised` row (the `supervised_mse` row always uses L_S = MSE)")
+    p.add_argument("--noise-levels", type=int, default=64,
+                   help="score f(x^m + sigma z, sigma) per noise level on this many test images with a mask, "
+                        "per CTS row (the chain diagnostic; 0 = off)")
     p.add_argument("--train-limit", type=int, default=None, help="use at most this many training items")
     p.add_argument("--eval-limit", type=int, default=None, help="score at most this many test items")
     p.add_argument("--eval-batch", type=int, default=32, help="evaluation batch size")
@@ -174,7 +184,7 @@ def probe_seconds(row: str, mcfg, tcfg, dataset, device, warmup: int = 3, n: int
         teacher = make_copy(model)
         ct = ConsistencyLoss(mcfg, tcfg)
         loss_fn = lambda m, x, y, k, g: ct(m, teacher, x, y, k, g, autocast=lambda: autocast(device))  # noqa: E731
-    elif row == "supervised":
+    elif row.startswith("supervised"):
         model, loss_fn = SupervisedUNet(mcfg).to(device), SupervisedLoss()
     else:
         model, loss_fn = EDMDenoiser(mcfg).to(device), EDMLoss(mcfg, tcfg)
@@ -224,7 +234,7 @@ def row_outputs(row: str, args) -> dict[str, dict]:
                 "ensemble": (f"consistency, 1 step x {args.members}", args.members),
                 "aux_head": ("auxiliary head y_hat > 0.5", 0)}
         return {o: {"desc": desc[o][0], "nfe": desc[o][1]} for o in args.cts_outputs.split(",") if o.strip()}
-    if row == "supervised":
+    if row.startswith("supervised"):
         return {"unet": {"desc": "U-Net y_hat > 0.5", "nfe": 0}}
     nfe = network_evaluations(args.diffusion_steps, args.diffusion_solver)
     return {"ensemble": {"desc": f"EDM {args.diffusion_solver} {args.diffusion_steps} steps x {args.members}",
@@ -245,9 +255,28 @@ def ceiling_record(args, test_set) -> dict | None:
             "outputs": resolution_ceiling(test_set, opts), "seconds": time.perf_counter() - t0}
 
 
+def split_row(row: str) -> tuple[str, str | None]:
+    """'cts_m@anchored' -> ('cts_m', 'anchored'); a plain row has no recipe of its own."""
+    base, _, recipe = row.partition("@")
+    return base, recipe or None
+
+
+def row_label(row: str) -> str:
+    base, recipe = split_row(row)
+    return ROWS[base] + (f" ({recipe} recipe)" if recipe else "")
+
+
+def row_train_config(row: str, tcfg, args):
+    """The row's TrainConfig: its own recipe (cts_m@paper) if it names one, then every --set override."""
+    _, recipe = split_row(row)
+    return override(with_recipe(tcfg, recipe), args.overrides) if recipe else tcfg
+
+
 def run_row(row: str, args, mcfg, tcfg, train_set, test_set, device, work: Path, deadline: float | None) -> dict:
     """Train one row with tcfg.seed, score it on the test split sampling with the same seed; returns its JSON record."""
-    out = work / row
+    spec, out = row, work / row.replace("@", "_")
+    tcfg = row_train_config(spec, tcfg, args)
+    row, _ = split_row(spec)
     shutil.rmtree(out, ignore_errors=True)
     steps = tcfg.steps
     run = RunOptions(out=str(out), max_steps=steps, log_every=max(steps // 50, 1), eval_every=0,
@@ -256,7 +285,9 @@ def run_row(row: str, args, mcfg, tcfg, train_set, test_set, device, work: Path,
                             levels=tuple(float(x) for x in args.levels.split(",") if x.strip()),
                             members=args.members, batch_size=args.eval_batch, seed=tcfg.seed, hd95=args.hd95,
                             n_bootstrap=args.n_bootstrap, progress=args.progress, limit=None, grid=args.grid)
-    record = {"row": row, "label": ROWS[row], "outputs_info": row_outputs(row, args)}
+    record = {"row": spec, "label": row_label(spec), "outputs_info": row_outputs(row, args)}
+    if row.startswith("cts") or row == "diffusion":
+        record["train_config"] = asdict(tcfg)
     t0 = time.perf_counter()
     if row.startswith("cts"):
         cfg = with_variant(mcfg, row)
@@ -275,8 +306,12 @@ def run_row(row: str, args, mcfg, tcfg, train_set, test_set, device, work: Path,
                            "img_per_s": info["step"] * tcfg.batch_size / seconds}
         t1 = time.perf_counter()
         results = evaluate(model, test_set, tcfg.mask_encoding, eval_opts, device)
-    elif row == "supervised":
-        sup = SupervisedConfig(loss=args.supervised_loss)
+        if args.noise_levels:
+            record["noise_levels"] = dice_by_noise_level(model, test_set, NOISE_SIGMAS, tcfg.mask_encoding,
+                                                         limit=None, max_images=args.noise_levels,
+                                                         seed=tcfg.seed, device=device)
+    elif row in ("supervised", "supervised_mse"):
+        sup = SupervisedConfig(loss="mse" if row == "supervised_mse" else args.supervised_loss)
         model, summary = train_supervised(mcfg, tcfg, train_set, run, sup, args.data, deadline)
         record["params"] = sum(p.numel() for p in model.parameters())
         record["loss"] = args.supervised_loss
@@ -316,6 +351,8 @@ def seed_summary(record: dict, seed: int, level: str) -> dict:
         entry["outputs"] = {name: {"dice_mean": d, "iou_mean": j} for name, (d, _, j) in headline(record, level).items()}
         entry["train"] = {k: record["train"][k] for k in ("steps", "seconds", "truncated")}
         entry["eval_seconds"] = record["eval_seconds"]
+        if "noise_levels" in record:
+            entry["noise_levels_dice"] = record["noise_levels"]["dice"]
     return entry
 
 
@@ -426,7 +463,7 @@ def run_parallel(args, argv: list[str]) -> int:
         path = tmp / f"{row}.json"
         part = json.loads(path.read_text()) if path.exists() else None
         rec = part["rows"][0] if part and part.get("rows") else \
-            {"row": row, "label": ROWS[row], "status": f"failed: exit code {codes[row]}, no result written"}
+            {"row": row, "label": row_label(row), "status": f"failed: exit code {codes[row]}, no result written"}
         if part and result is None:
             result = part
         merged.append(rec)
@@ -455,7 +492,7 @@ def main(argv=None) -> int:
     deadline = start + args.time_budget if args.time_budget else None
     device = pick_device(args.device)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [r for r in rows if r not in ROWS]
+    unknown = [r for r in rows if split_row(r)[0] not in ROWS or (split_row(r)[1] or "paper") not in RECIPES]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; choose from {list(ROWS)}")
     kind = source_kind(args.data)
@@ -464,8 +501,11 @@ def main(argv=None) -> int:
     train_set = open_any(args.data, "train", size, args.train_limit)
     test_set = open_any(args.data, args.split, size, args.eval_limit)
     mcfg, tcfg = preset(args.preset, None, train_set.in_channels)
+    if args.recipe:
+        tcfg = with_recipe(tcfg, args.recipe)
     tcfg = replace(tcfg, seed=args.seeds[0], **{k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
                                                                    ("s1", args.s1)) if v is not None})
+    tcfg = override(tcfg, args.overrides)
     probes, probes_eval = {}, {}
     if args.steps.startswith("auto:"):
         seconds = float(args.steps.split(":", 1)[1])
@@ -502,7 +542,7 @@ def main(argv=None) -> int:
             estimate = (probes[row] * steps * 1.2 + probes_eval.get(row, 0) + 5) * len(args.seeds) if row in probes \
                 else (min(durations) if durations else 0)
             if remaining is not None and remaining < estimate:
-                result["rows"].append({"row": row, "label": ROWS[row],
+                result["rows"].append({"row": row, "label": row_label(row),
                                        "status": f"skipped: time budget ({remaining:.0f} s left, ~{estimate:.0f} s needed)"})
             else:
                 t0 = time.perf_counter()
@@ -512,7 +552,7 @@ def main(argv=None) -> int:
                                        level)
                 except Exception as exc:  # a failing row must not lose the others
                     traceback.print_exc()
-                    record = {"row": row, "label": ROWS[row], "status": f"failed: {type(exc).__name__}: {exc}"[:500]}
+                    record = {"row": row, "label": row_label(row), "status": f"failed: {type(exc).__name__}: {exc}"[:500]}
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
                 record["seconds_total"] = time.perf_counter() - t0

@@ -21,7 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-ROW_ORDER = ("cts_nm", "cts_m", "cts_fm", "supervised", "diffusion")   # the paper's Table 1 order
+ROW_ORDER = ("cts_nm", "cts_m", "cts_fm", "supervised", "supervised_mse", "diffusion")   # the paper's Table 1 order
+RECIPE_ORDER = (None, "paper", "anchored")                # rows "cts_m@paper": the paper's recipe before ours
 LEVEL_LABEL = {"per_volume": "per-patient Dice", "per_slice": "per-image Dice"}
 DATA_NAME = {"lgg": "LGG (brain MRI)", "ddti": "DDTI (thyroid US)", "phantom": "MRI phantom", "phantom-us": "US phantom"}
 
@@ -247,7 +248,11 @@ def quality_section(group: list[tuple[str, dict]]) -> list[str]:
                     oi = (r.get("outputs_info") or {}).get(out, {})
                     info[k] = (r["label"], oi.get("desc", r.get("status", "")), oi.get("nfe", ""))
     order = {row: i for i, row in enumerate(ROW_ORDER)}
-    keys.sort(key=lambda k: order.get(k[0], len(order)))   # stable: outputs keep their order within a row
+
+    def row_rank(row: str) -> tuple[int, int]:
+        base, _, recipe = row.partition("@")
+        return order.get(base, len(order)), RECIPE_ORDER.index(recipe or None) if (recipe or None) in RECIPE_ORDER else 9
+    keys.sort(key=lambda k: row_rank(k[0]))   # stable: outputs keep their order within a row
     for k in keys:
         label, desc, nfe = info[k]
         cells = []

@@ -49,10 +49,14 @@ def _add_train(sub):
     p.add_argument("--batch-size", type=int, default=None, help="global batch size (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
     p.add_argument("--objective", choices=["ct", "ict", "ect"], default=None, help="training objective (default: preset)")
+    p.add_argument("--recipe", choices=["paper", "anchored"], default=None,
+                   help="training recipe: paper = CT as the paper writes it, anchored = CT + anchor term (default: preset)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set any TrainConfig field, e.g. --set anchor=2 --set sigma_max_share=0.5 (repeatable)")
     p.add_argument("--optimizer", choices=["adamw", "radam"], default=None, help="optimiser (paper: adamw)")
     p.add_argument("--alpha", type=float, default=None, help="weight of the auxiliary loss L_S")
     p.add_argument("--fusion", choices=["se", "concat", "add_tiled"], default=None, help="signal fusion")
-    p.add_argument("--released", action="store_true", help="authors'-code parity mode (ALGORITHM section 5)")
+    p.add_argument("--released", action="store_true", help="authors'-code parity mode (docs/departures.md)")
     p.add_argument("--in-channels", type=int, default=None, help="override C_img (default: from the dataset)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training items")
     p.add_argument("--val-limit", type=int, default=64, help="validation items scored at each evaluation")
@@ -75,8 +79,10 @@ def _add_train(sub):
 
 def configs_from_args(args, in_channels: int):
     """Preset + CLI overrides -> (ModelConfig, TrainConfig)."""
-    from .config import preset, released_mode
+    from .config import override, preset, released_mode, with_recipe
     mcfg, tcfg = preset(args.preset, args.variant, in_channels)
+    if args.recipe:
+        tcfg = with_recipe(tcfg, args.recipe)
     if args.released:
         mcfg, tcfg = released_mode(mcfg, tcfg)
     if args.fusion:
@@ -87,10 +93,7 @@ def configs_from_args(args, in_channels: int):
         over["steps"] = args.schedule_steps or args.steps
     elif args.schedule_steps is not None:
         over["steps"] = args.schedule_steps
-    if over.get("objective") == "ict":
-        over.setdefault("metric", "pseudo_huber")
-        over.setdefault("weighting", "ict")
-    return mcfg, replace(tcfg, **over)
+    return mcfg, override(replace(tcfg, **over), getattr(args, "overrides", []))
 
 
 def cmd_train(args) -> int:
@@ -127,7 +130,7 @@ def _add_evaluate(sub):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--grid", choices=["native", "model"], default="native",
-                   help="score on the files' own grid (predictions mapped back, ALGORITHM section 4) or at the "
+                   help="score on the files' own grid (predictions mapped back, docs/evaluation.md) or at the "
                         "model's resolution")
     p.add_argument("--json", default=None, help="write the full results to this JSON file")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (minutes to compile; pays off "

@@ -1,4 +1,4 @@
-"""Evaluation protocol (ALGORITHM section 4): hard Dice / IoU / HD95 per slice and per volume.
+"""Evaluation protocol (docs/evaluation.md): hard Dice / IoU / HD95 per slice and per volume.
 
 Outputs scored separately: the one-step consistency sample, the multistep sample, the E-member
 ensemble, and the auxiliary head y_hat. Only the first three measure the consistency model.
@@ -33,7 +33,7 @@ class EvalOptions:
     members: int = 5                       # ensemble size E
     batch_size: int = 16
     limit: int | None = None               # score only the first `limit` items (quick profiles)
-    grid: str = "native"                   # native: score on the dataset's own grid (section 4); model: at image_size
+    grid: str = "native"                   # native: score on the dataset's own grid (docs/evaluation.md section 5); model: at image_size
     seed: int = 0
     hd95: bool = True
     n_bootstrap: int = 2000
@@ -62,7 +62,7 @@ def _batches(dataset: Dataset, opts: EvalOptions):
 
 def _score_batch(scores: dict[str, SegmentationScores], preds: dict[str, torch.Tensor], gt: torch.Tensor,
                  meta: dict, indices: range, native: Dataset | None) -> None:
-    """Add one batch to every output's scores: on the native grid (section 4) when `native` is given."""
+    """Add one batch to every output's scores: on the native grid (docs/evaluation.md section 5) when `native` is given."""
     cases, slices = list(meta["case"]), [int(s) for s in meta["slice"]]
     masks = {name: p.float().cpu() > 0.5 for name, p in preds.items()}
     spacing = getattr(native, "volume_spacing", None)   # per-volume HD95 in mm from the files' voxel size
@@ -175,3 +175,42 @@ def format_table(results: dict, levels: Sequence[float] = ()) -> str:
         rows.append(f"scored on the {' / '.join(grids)} grid" + (" (masks mapped back to the files' own size)"
                                                                   if grids == ["native"] else ""))
     return "\n".join(rows)
+
+
+@torch.no_grad()
+def dice_by_noise_level(model: CTSModel, dataset: Dataset, sigmas: Sequence[float], mask_encoding: str = "pm1",
+                        limit: int | None = None, max_images: int | None = 64, batch_size: int = 32, seed: int = 0,
+                        device=None) -> dict[str, list]:
+    """Dice of f(x^m + sigma z, sigma) > threshold against m, per noise level (mean over images, model grid).
+
+    A diagnostic of where the consistency chain fails: at sigma_min f is the identity (Dice 1); one-step
+    sampling uses only the right end, sigma_max, where the input carries no mask information at all.
+    Images with an empty expert mask are left out (their Dice says nothing about the chain); at most
+    `max_images` of the others are scored, the first ones in dataset order.
+    """
+    from .losses import encode_mask
+    from .metrics import dice
+    from .sampling import mask_threshold, seeded_noise
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device).eval()
+    thr = mask_threshold(mask_encoding)
+    opts = EvalOptions(batch_size=batch_size, limit=limit, progress=False)
+    per_sigma: dict[float, list[float]] = {float(s): [] for s in sigmas}
+    for image, mask, _, indices in _batches(dataset, opts):
+        keep = mask.flatten(1).amax(1) > 0.5
+        if max_images is not None:
+            done = len(next(iter(per_sigma.values()), []))
+            keep &= torch.cumsum(keep.long(), 0) <= max_images - done
+        if not keep.any():
+            continue
+        image, mask = image[keep].to(device), mask[keep].to(device)
+        ids = [i for i, k in zip(indices, keep.tolist()) if k]
+        encoded = model.encode(image)
+        x_clean = encode_mask(mask, mask_encoding)
+        for s in per_sigma:
+            z = seeded_noise(tuple(x_clean.shape), [seed * 1_000_003 + i for i in ids], device)
+            sigma = torch.full((len(ids),), s, device=device, dtype=torch.float64)
+            pred = model(x_clean + s * z, sigma, image, encoded=encoded).denoised > thr
+            per_sigma[s] += [dice(p.cpu().numpy(), m.cpu().numpy() > 0.5) for p, m in zip(pred, mask)]
+    return {"sigma": list(per_sigma), "dice": [float(np.mean(v)) if v else float("nan") for v in per_sigma.values()],
+            "n_images": len(next(iter(per_sigma.values()), []))}

@@ -1,4 +1,4 @@
-"""Segmentation metrics for CTS (ALGORITHM section 4; reporting in section 7).
+"""Segmentation metrics for CTS (docs/evaluation.md).
 
 Hard metrics are computed on binary masks at a fixed threshold:
 
@@ -70,7 +70,7 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 def as_mask(x: Any, threshold: float = 0.5) -> np.ndarray:
-    """Binary mask (ALGORITHM section 4): bool kept as is, else ``x > threshold``.
+    """Binary mask (docs/evaluation.md): bool kept as is, else ``x > threshold``.
 
     Works for {0,1} integer/float masks, label maps with positive foreground
     and probability maps (fixed threshold, default 0.5).
@@ -103,7 +103,7 @@ def _spacing(spacing: Spacing, ndim: int) -> tuple[float, ...]:
 # overlap metrics
 # --------------------------------------------------------------------------- #
 def dice_iou(pred: Any, gt: Any, threshold: float = 0.5) -> tuple[float, float]:
-    """(Dice, IoU) of two binary masks (ALGORITHM section 4).
+    """(Dice, IoU) of two binary masks (docs/evaluation.md).
 
     Both empty -> (1.0, 1.0); exactly one empty -> (0.0, 0.0).
     """
@@ -117,17 +117,17 @@ def dice_iou(pred: Any, gt: Any, threshold: float = 0.5) -> tuple[float, float]:
 
 
 def dice(pred: Any, gt: Any, threshold: float = 0.5) -> float:
-    """Dice = 2|P∩G|/(|P|+|G|); both empty -> 1 (ALGORITHM section 4)."""
+    """Dice = 2|P∩G|/(|P|+|G|); both empty -> 1 (docs/evaluation.md)."""
     return dice_iou(pred, gt, threshold)[0]
 
 
 def iou(pred: Any, gt: Any, threshold: float = 0.5) -> float:
-    """IoU = |P∩G|/|P∪G|; both empty -> 1 (ALGORITHM section 4)."""
+    """IoU = |P∩G|/|P∪G|; both empty -> 1 (docs/evaluation.md)."""
     return dice_iou(pred, gt, threshold)[1]
 
 
 def iou_from_dice(d: float) -> float:
-    """Per-case identity IoU = D/(2-D) (ALGORITHM section 4)."""
+    """Per-case identity IoU = D/(2-D) (docs/evaluation.md)."""
     return d / (2.0 - d)
 
 
@@ -135,7 +135,7 @@ def iou_from_dice(d: float) -> float:
 # surface distances / HD95
 # --------------------------------------------------------------------------- #
 def surface(mask: Any, threshold: float = 0.5) -> np.ndarray:
-    """Boundary pixels/voxels: mask minus its binary erosion (ALGORITHM section 4).
+    """Boundary pixels/voxels: mask minus its binary erosion (docs/evaluation.md).
 
     Face connectivity (``generate_binary_structure(ndim, 1)``), outside of the
     image counts as background (MedPy convention).
@@ -164,7 +164,7 @@ def _crop_box(m: np.ndarray) -> tuple[slice, ...]:
 def surface_distances(
     pred: Any, gt: Any, spacing: Spacing = None, threshold: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Directed surface distances (d_pg, d_gp) (ALGORITHM section 4).
+    """Directed surface distances (d_pg, d_gp) (docs/evaluation.md).
 
     ``d_pg[i]`` = distance from the i-th surface point of P to the surface of G,
     via ``distance_transform_edt(~surface(G), sampling=spacing)``. Both masks
@@ -183,7 +183,7 @@ def surface_distances(
 
 
 def image_diagonal(shape: Sequence[int], spacing: Spacing = None) -> float:
-    """Image diagonal sqrt(sum((shape*spacing)^2)), the HD95 fallback (section 4).
+    """Image diagonal sqrt(sum((shape*spacing)^2)), the HD95 fallback (docs/evaluation.md section 6).
 
     362.04 px for a 256x256 slice, 373.13 mm for 240x240x155 at 1 mm.
     """
@@ -202,7 +202,7 @@ def hd95(
     fallback: str = "nan",
     threshold: float = 0.5,
 ) -> float:
-    """95th-percentile Hausdorff distance, MedPy convention (ALGORITHM section 4).
+    """95th-percentile Hausdorff distance, MedPy convention (docs/evaluation.md).
 
     ``np.percentile(np.hstack((d_pg, d_gp)), 95)`` over pooled directed surface
     distances; units of ``spacing`` (pixels if None). Both empty -> 0.0.
@@ -243,7 +243,7 @@ def bootstrap_ci(
     seed: int = 0,
     level: float = 0.95,
 ) -> list[float] | None:
-    """Seeded percentile-bootstrap CI of the mean (ALGORITHM section 7).
+    """Seeded percentile-bootstrap CI of the mean (docs/evaluation.md section 7).
 
     Resamples the finite values with replacement ``n_resamples`` times using
     ``np.random.default_rng(seed)``; returns [lo, hi], or None if there are no
@@ -311,7 +311,7 @@ def _jsonable(v: float) -> float | None:
 
 @dataclass
 class SegmentationScores:
-    """Incremental per-slice / per-volume evaluator (ALGORITHM sections 4 and 7).
+    """Incremental per-slice / per-volume evaluator (docs/evaluation.md sections 4 and 7).
 
     Feed batches with :meth:`add`; only the binary masks (bool) and per-slice
     scores are kept. :meth:`summary` returns a JSON-serialisable, NaN-free dict.
@@ -461,7 +461,7 @@ class SegmentationScores:
 
 
 def summarize_records(records: Iterable[SliceRecord | tuple], **kwargs: Any) -> dict:
-    """Summary dict for (case, slice_index, pred, gt) records (ALGORITHM section 7).
+    """Summary dict for (case, slice_index, pred, gt) records (docs/evaluation.md section 4).
 
     ``kwargs`` go to :class:`SegmentationScores`.
     """
@@ -491,7 +491,7 @@ def legacy_soft_dice(prob: Any, target: Any, eps: float = 1e-6) -> float:
     ``(2*sum(p*g) + eps) / (sum(p) + sum(g) + eps)`` with soft probabilities,
     summed over the WHOLE batch (all slices pooled). Large-tumour slices dominate
     and empty slices vanish, so this is NOT comparable to per-slice or
-    per-volume Dice (ALGORITHM section 4).
+    per-volume Dice (docs/evaluation.md).
     """
     inter, sp, sg = _legacy_sums(prob, target)
     return (2.0 * inter + eps) / (sp + sg + eps)
@@ -502,7 +502,7 @@ def legacy_soft_iou(prob: Any, target: Any, eps: float = 1e-6) -> float:
 
     ``(sum(p*g) + eps) / (sum(p) + sum(g) - sum(p*g) + eps)`` pooled over the
     whole batch. NOT comparable to per-slice or per-volume IoU
-    (ALGORITHM section 4).
+    (docs/evaluation.md).
     """
     inter, sp, sg = _legacy_sums(prob, target)
     return (inter + eps) / (sp + sg - inter + eps)

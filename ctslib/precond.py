@@ -1,4 +1,4 @@
-"""Consistency-model preconditioning (ALGORITHM section 1.2).
+"""Consistency-model preconditioning (docs/method.md section 1.2).
 
 f_theta(x, t; x^d) = c_skip(t) * x + c_out(t) * F_theta(c_in(t) * x, x^d, c_noise(t)).
 The boundary-condition scalings make f(x, sigma_min) == x exactly (Song et al. 2023, eq. 4-5).
@@ -12,7 +12,7 @@ SIGMA_MIN = 0.002
 SIGMA_MAX = 80.0
 RHO = 7.0
 SIGMA_DATA = 0.5
-RELEASED_EPS = 1e-5  # the constant the authors' code adds to the scalings (ALGORITHM 1.2)
+RELEASED_EPS = 1e-5  # the constant the authors' code adds to the scalings (docs/method.md section 1.2)
 
 
 def _hi(t: torch.Tensor | float) -> torch.Tensor:
@@ -22,7 +22,7 @@ def _hi(t: torch.Tensor | float) -> torch.Tensor:
 
 
 def karras_grid(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
-    """Ascending Karras grid t_1..t_N (ALGORITHM 1.1): t_n = (a + (n-1)/(N-1) (b - a))^rho, a = s_min^(1/rho)."""
+    """Ascending Karras grid t_1..t_N (docs/method.md section 1.1): t_n = (a + (n-1)/(N-1) (b - a))^rho, a = s_min^(1/rho)."""
     if n < 2:
         raise ValueError(f"a Karras grid needs at least 2 points, got {n}")
     ramp = torch.linspace(0, 1, n, dtype=torch.float64)
@@ -64,7 +64,7 @@ def c_noise(t, kind: str = "cm") -> torch.Tensor:
 
 
 def scalings(t, sigma_data: float = SIGMA_DATA, sigma_min: float = SIGMA_MIN, released_eps: bool = False):
-    """Return (c_skip, c_out, c_in) at t with the boundary condition (ALGORITHM 1.2)."""
+    """Return (c_skip, c_out, c_in) at t with the boundary condition (docs/method.md section 1.2)."""
     return (
         c_skip(t, sigma_data, sigma_min, released_eps),
         c_out(t, sigma_data, sigma_min, released_eps),
@@ -73,7 +73,7 @@ def scalings(t, sigma_data: float = SIGMA_DATA, sigma_min: float = SIGMA_MIN, re
 
 
 def edm_scalings(t, sigma_data: float = SIGMA_DATA):
-    """EDM scalings without the sigma_min shift (used by ECT training, ALGORITHM 6.2)."""
+    """EDM scalings without the sigma_min shift (used by ECT training, docs/method.md section 6.2)."""
     t = _hi(t)
     return sigma_data**2 / (t**2 + sigma_data**2), sigma_data * t / torch.sqrt(t**2 + sigma_data**2), c_in(t, sigma_data)
 

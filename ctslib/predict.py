@@ -5,7 +5,7 @@
     python -m ctslib predict --ckpt runs/ddti/ckpt.pt image.png -o mask.png
     python -m ctslib predict --ckpt runs/ddti/ckpt.pt images/ -o masks/
 
-Volumes go through the dataset path's preprocessing (ALGORITHM section 8): closest-canonical (RAS)
+Volumes go through the dataset path's preprocessing (docs/method.md section 8): closest-canonical (RAS)
 orientation, per-volume per-modality normalisation (``ctslib.data.preprocess.zscore_volume``),
 axial slices, resize (or pad) to the model size. Each slice is segmented with
 ``ctslib.sampling.segment`` (one step, multistep ``--levels``, ``--members`` ensemble), brought

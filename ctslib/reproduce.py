@@ -317,28 +317,40 @@ def find_run(out: str | Path, notebook: str, run: str, profile_name: str, data: 
     return path if (path / "log.jsonl").is_file() and (path / "ckpt.pt").is_file() else None
 
 
+def run_configs(preset_name: str, run: str, in_channels: int):
+    """(ModelConfig, TrainConfig) of a tutorial run name: a variant ("cts_m"), or a variant with a
+    training recipe ("cts_m_paper": CTS-M trained with the paper's CT recipe, config.RECIPES)."""
+    from .config import RECIPES, preset, with_recipe
+    variant, recipe = run, None
+    for name in RECIPES:
+        if run.endswith("_" + name):
+            variant, recipe = run[: -len(name) - 1], name
+    model_cfg, train_cfg = preset(preset_name, variant, in_channels)
+    return model_cfg, (with_recipe(train_cfg, recipe) if recipe else train_cfg)
+
+
 def convergence_runs(out: str | Path, profile_name: str, data: str, train_set, val_set, steps: int | None = None,
-                     device: str = "auto") -> dict:
+                     device: str = "auto", names: Sequence[str] = ("cts_nm", "cts_m")) -> dict:
     """The runs 05_convergence plots, trained only if missing.
 
-    ``fig3``: 03's CTS-M run (else 04's, else a new one); ``cts_nm`` / ``cts_m``: 04's pair trained
-    under one budget (else a new pair with the profile's fallback budget). Never fails because the
-    notebooks ran in another order or alone; ``trained`` lists what had to be trained here.
+    ``fig3``: 03's CTS-M run (else 04's, else a new one); one entry per name (``cts_nm`` / ``cts_m``,
+    or ``cts_m_paper``): 04's runs trained under one budget (else new ones with the profile's fallback
+    budget). Never fails because the notebooks ran in another order or alone; ``trained`` lists what
+    had to be trained here.
     """
-    from .config import preset
     prof = profile(profile_name)
     spec = resolve_data(data)
-    pair = {v: find_run(out, "04_ablation", v, profile_name, data) for v in ("cts_nm", "cts_m")}
+    pair = {v: find_run(out, "04_ablation", v, profile_name, data) for v in names}
     trained = []
     if None in pair.values():
         for v in pair:
-            model_cfg, train_cfg = preset(prof.preset, v, train_set.in_channels)
+            model_cfg, train_cfg = run_configs(prof.preset, v, train_set.in_channels)
             n = prof.train_steps(train_cfg, "fallback", steps)
             folder = Path(out) / "05_convergence" / v
             pair[v] = Path(train_live(model_cfg, train_cfg, train_set, val_set, folder, n, prof, device, spec,
                                       live=False, desc=v, reuse=[folder])["out"])
             trained.append(v)
-    fig3 = find_run(out, "03_training", "cts_m", profile_name, data) or pair["cts_m"]
+    fig3 = find_run(out, "03_training", "cts_m", profile_name, data) or pair.get("cts_m")
     return {"fig3": fig3, **pair, "trained": trained}
 
 
@@ -376,7 +388,7 @@ def count_denoiser_calls(model, fn) -> tuple[int, object]:
 
 def time_sampling(model, images: torch.Tensor, settings: dict[str, dict], repeats: int = 5) -> list[dict]:
     """Wall time of ``segment(model, images, **kwargs)`` per setting: one warm-up call, then the
-    median of ``repeats`` timed calls, with device synchronisation and no data loading (ALGORITHM 3)."""
+    median of ``repeats`` timed calls, with device synchronisation and no data loading (docs/method.md section 3.6)."""
     from .sampling import segment
     device = next(model.parameters()).device
     images = images.to(device)

@@ -1,4 +1,4 @@
-"""Sampling the consistency model (ALGORITHM section 3).
+"""Sampling the consistency model (docs/method.md section 3).
 
 - one step: y = clamp(f_theta(sigma_max z, sigma_max; x^d), -1, 1)
 - multistep: CM Algorithm 1 over descending levels tau_1 = sigma_max > ... > tau_S > sigma_min
@@ -31,7 +31,7 @@ class Segmentation:
 
 
 def mask_threshold(mask_encoding: str = "pm1") -> float:
-    """Fixed thresholds: 0 for {-1,+1} training masks, 0.5 for released {0,1} masks (ALGORITHM 3)."""
+    """Fixed thresholds: 0 for {-1,+1} training masks, 0.5 for released {0,1} masks (docs/method.md section 3.5)."""
     return 0.0 if mask_encoding == "pm1" else 0.5
 
 

@@ -3,7 +3,7 @@
 - theta^- <- mu theta^- + (1 - mu) theta  (paper step 9; float buffers averaged the same way)
 - theta_ema <- r theta_ema + (1 - r) theta  (evaluation EMA)
 - The target pass replays the RNG state of the online pass so both use the same dropout masks
-  (ALGORITHM 1.3 step 8 and 6.1; the released code misses the CUDA RNG, section 5 row 13).
+  (docs/method.md section 1.3 step 8 and section 6.1; the released code misses the CUDA RNG, docs/departures.md row 13).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Data parallel on N GPUs (rank 0 logs and checkpoints):
     torchrun --standalone --nproc_per_node=N -m ctslib train --preset paper256 --data brats:PATH --out runs/brats
 The tiny64 preset on the phantom set trains 400 steps in about 3 minutes on a 2-core CPU.
 
-Per iteration (ALGORITHM 1.3): sample a batch, L_CTS = L_CT + alpha L_S with the teacher at the
+Per iteration (docs/method.md section 1.3): sample a batch, L_CTS = L_CT + alpha L_S with the teacher at the
 less-noisy level, an optimiser step on theta, then theta^- <- mu(k) theta^- + (1 - mu(k)) theta (CT)
 and theta_ema <- r theta_ema + (1 - r) theta. iCT/ECT use the online weights under stop-gradient
 as the teacher instead of theta^-.

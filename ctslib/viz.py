@@ -78,7 +78,7 @@ def sigma_axis(n: int = 400, sigma_min: float = precond.SIGMA_MIN, sigma_max: fl
 
 
 def plot_karras_grids(ns: Sequence[int] = (2, 11, 201), save=None):
-    """The ascending Karras grid t_1..t_N for a few N, on a log axis (ALGORITHM 1.1)."""
+    """The ascending Karras grid t_1..t_N for a few N, on a log axis (docs/method.md section 1.1)."""
     fig, ax = _plt().subplots(figsize=(8, 2.2 + 0.3 * len(ns)))
     for row, n in enumerate(ns):
         g = precond.karras_grid(n).numpy()
@@ -104,7 +104,7 @@ def _scalings_axes(ax, sigma_data: float, marker: float | None = None, styles=("
 
 
 def plot_scalings(sigma_data: float = precond.SIGMA_DATA, save=None):
-    """c_skip, c_out, c_in over sigma with the boundary sigma_min marked (ALGORITHM 1.2)."""
+    """c_skip, c_out, c_in over sigma with the boundary sigma_min marked (docs/method.md section 1.2)."""
     fig, ax = _plt().subplots(figsize=(7, 3.6))
     _scalings_axes(ax, sigma_data)
     ax.annotate(r"boundary $\sigma_{min}$: $c_{skip}=1,\ c_{out}=0$", (precond.SIGMA_MIN, 1.0), (0.01, 1.4),
@@ -191,7 +191,7 @@ def plot_noising(mask_pm1: torch.Tensor, sigmas: Sequence[float] = (0.002, 0.1, 
 
 
 def plot_ct_schedule(total_steps: int = 600_000, s0: int = 2, s1: int = 200, mu0: float = 0.95, save=None):
-    """N(k) and mu(k) of CT over the training run (ALGORITHM 1.4)."""
+    """N(k) and mu(k) of CT over the training run (docs/method.md section 1.4)."""
     k = np.unique(np.concatenate([np.arange(0, min(1000, total_steps + 1)), np.linspace(0, total_steps, 600).astype(int)]))
     n = [schedules.ct_num_scales(int(i), total_steps, s0, s1) for i in k]
     mu = [schedules.ct_target_decay(int(i), total_steps, s0, s1, mu0) for i in k]
@@ -510,6 +510,42 @@ def plot_variant_convergence(logs: dict[str, str | Path], save=None):
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     return finish(fig, save)
+
+
+def plot_noise_level_dice(curves: dict[str, dict], title: str = "", save=None):
+    """Dice of f(x^m + sigma z, sigma) > 0 against sigma, one line per run (evaluate.dice_by_noise_level).
+
+    A curve entry is {"sigma": [...], "dice": [...]} or, for several seeds, {"sigma": [...], "dice": [[...], ...]}
+    (drawn as the mean with a min-max band). The right end, sigma_max, is what one-step sampling uses.
+    """
+    fig, ax = _plt().subplots(figsize=(6, 3.3))
+    for label, c in curves.items():
+        sig, d = np.asarray(c["sigma"], dtype=float), np.asarray(c["dice"], dtype=float)
+        if d.ndim == 2:
+            ax.fill_between(sig, d.min(0), d.max(0), alpha=0.2)
+            d = d.mean(0)
+        ax.plot(sig, d, "-o", ms=3, label=label)
+    ax.axvline(precond.SIGMA_MAX, color="grey", ls=":", lw=1)
+    ax.text(precond.SIGMA_MAX, 0.02, "one step ", ha="right", fontsize=7, color="grey")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("noise level sigma")
+    ax.set_ylabel("Dice of f(x_sigma, sigma)")
+    ax.set_title(title or "where the consistency chain holds", fontsize=9)
+    ax.legend(fontsize=7)
+    return finish(fig, save)
+
+
+def noise_level_curves(quality_json: str | Path) -> dict[str, dict]:
+    """{row label: {"sigma", "dice" (one list per seed)}} from a benchmarks/quality.py JSON with noise levels."""
+    data = json.loads(Path(quality_json).read_text())
+    curves = {}
+    for r in data.get("rows", []):
+        if "noise_levels" not in r:
+            continue
+        per_seed = [e["noise_levels_dice"] for e in r.get("per_seed", []) if "noise_levels_dice" in e]
+        curves[r["label"]] = {"sigma": r["noise_levels"]["sigma"], "dice": per_seed or [r["noise_levels"]["dice"]]}
+    return curves
 
 
 # -------------------------------------------------------------------------------- 06: sampling

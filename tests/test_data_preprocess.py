@@ -1,4 +1,4 @@
-"""Preprocessing (ALGORITHM section 8 steps 2-4): diffusion, normalisation, resizing."""
+"""Preprocessing (docs/method.md section 8 steps 2-4): diffusion, normalisation, resizing."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Target model, EMA and dropout-sharing properties of the training loss (ALGORITHM 1.3, 6.1)."""
+"""Target model, EMA and dropout-sharing properties of the training loss (docs/method.md sections 1.3 and 6.1)."""
 from dataclasses import replace
 
 import torch

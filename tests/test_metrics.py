@@ -1,4 +1,4 @@
-"""Tests for ctslib.metrics (ALGORITHM sections 4 and 7)."""
+"""Tests for ctslib.metrics (docs/evaluation.md and docs/method.md section 7)."""
 
 from __future__ import annotations
 

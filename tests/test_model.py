@@ -1,4 +1,4 @@
-"""Network structure: parameter counts (ALGORITHM 2.6, 7) and the init equivalences nM = M = FM."""
+"""Network structure: parameter counts (docs/method.md sections 2.6 and 7) and the init equivalences nM = M = FM."""
 from dataclasses import replace
 
 import pytest

@@ -34,7 +34,7 @@ from torch import nn
 from .. import precond
 from ..config import ModelConfig, TrainConfig
 from ..device import host_scalars, to_device
-from ..losses import encode_mask, segmentation_loss
+from ..losses import aux_loss, encode_mask
 from ..model import CTSModel, CTSOutput
 from ..sampling import Segmentation, mask_threshold, seeded_noise, to_probability
 from ..train import RunOptions
@@ -134,7 +134,7 @@ class EDMLoss:
         weight = to_device(edm_loss_weight(sigma, self.m.sigma_data), device).float()
         l_dm = weight * (out.denoised.float() - x_clean).pow(2).flatten(1).mean(1)
         if out.aux_logits is not None and self.alpha > 0:
-            l_s = segmentation_loss(out.aux_prob, mask)
+            l_s = aux_loss(out.aux_logits, mask, self.t.seg_loss)
         else:
             l_s = torch.zeros_like(l_dm)
         loss = (l_dm + self.alpha * l_s).mean()

@@ -1,4 +1,4 @@
-"""Scoring any segmenter with the CTS evaluation protocol (ALGORITHM section 4).
+"""Scoring any segmenter with the CTS evaluation protocol (docs/evaluation.md).
 
 `ctslib.evaluate.evaluate_segmenter` (re-exported here) runs a callable
 `segmenter(image, seeds) -> {output name: (B,1,H,W) {0,1} mask}` over a dataset and scores each

@@ -5,7 +5,7 @@ images as uint8 with a per-item, per-channel affine (image = q * scale + offset,
 most (max - min) / 510 of that channel's range, about half a grey level of the 8-bit source PNGs),
 masks as bits (exact), case ids and slice indices, and (for file-backed data) each item's expert mask
 on its native grid with the `fit` that maps it to the model grid, so evaluation can score on the
-native grid (ALGORITHM section 4); each array is xz-compressed inside a plain .npz.
+native grid (docs/evaluation.md); each array is xz-compressed inside a plain .npz.
 `PackedDataset` reads one split back with the same `(image, mask, meta)` items as `ctslib.data`
 (meta = {case, slice, path}), so the trainers and `ctslib.evaluate` work unchanged.
 

@@ -1,9 +1,9 @@
 """Supervised U-Net baseline: the image encoder h with its head, trained alone.
 
 This is the network that the released CTS code actually scores (its Dice is computed on the
-auxiliary head `cal`, ALGORITHM section 5 row 4). Trained here with the standard supervised loss
+auxiliary head `cal`, docs/departures.md row 4). Trained here with the standard supervised loss
 L = BCE(logits, m) + (1 - soft Dice(sigmoid(logits), m)) by default, or with CTS's own
-L_S = mean_px (y_hat - m)^2 (`loss="mse"`, ALGORITHM 1.3 step 9) for a like-for-like comparison.
+L_S = mean_px (y_hat - m)^2 (`loss="mse"`, docs/method.md section 1.3 step 9) for a like-for-like comparison.
 The prediction is y_hat > 0.5, as for the CTS auxiliary head.
 """
 from __future__ import annotations
@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig, TrainConfig
-from ..losses import segmentation_loss
+from ..losses import aux_loss, bce_dice_loss, soft_dice_loss  # noqa: F401 (re-exported)
 from ..model.encoder import ImageEncoder
 from ..sampling import Segmentation
 from ..train import RunOptions
@@ -47,18 +46,6 @@ class SupervisedUNet(nn.Module):
         return self.h(image)[1]
 
 
-def soft_dice_loss(prob: torch.Tensor, mask: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """1 - (2 sum(p m) + s) / (sum p + sum m + s), per sample (Milletari et al. 2016, V-Net eq. 1, smoothed)."""
-    p, m = prob.float().flatten(1), mask.float().flatten(1)
-    return 1.0 - (2.0 * (p * m).sum(1) + smooth) / (p.sum(1) + m.sum(1) + smooth)
-
-
-def bce_dice_loss(logits: torch.Tensor, mask: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """BCE with logits (mean over pixels) + soft Dice loss, per sample: the usual supervised U-Net loss."""
-    bce = F.binary_cross_entropy_with_logits(logits.float(), mask.float(), reduction="none").flatten(1).mean(1)
-    return bce + soft_dice_loss(torch.sigmoid(logits.float()), mask, smooth)
-
-
 class SupervisedLoss:
     """loss_fn for `fit`: the batch mean of the chosen per-sample loss."""
 
@@ -67,10 +54,7 @@ class SupervisedLoss:
 
     def __call__(self, model, image, mask, step, generator=None):
         logits = model(image)
-        if self.cfg.loss == "mse":
-            per = segmentation_loss(torch.sigmoid(logits.float()), mask)
-        else:
-            per = bce_dice_loss(logits, mask, self.cfg.dice_smooth)
+        per = aux_loss(logits, mask, "mse") if self.cfg.loss == "mse" else bce_dice_loss(logits, mask, self.cfg.dice_smooth)
         loss = per.mean()
         return loss, {"loss": loss.item()}
 

@@ -1,4 +1,4 @@
-"""What every ctslib dataset provides (ALGORITHM section 8).
+"""What every ctslib dataset provides (docs/method.md section 8).
 
 Items are ``(image (C,H,W) float32, mask (1,H,W) float32 in {0,1}, meta)`` with meta keys
 exactly ``case`` (str), ``slice`` (int) and ``path`` (str), so torch's default collate works.
@@ -23,7 +23,7 @@ class SegDataset(Dataset):
     Datasets read from files set ``has_native_grid`` and implement ``native_mask(i)``: the expert
     mask on the file's own grid, which ``fit`` (``resize`` or ``pad``, see ``preprocess.fit_to_size``)
     maps to the model's ``image_size``; evaluation maps predictions back with
-    ``preprocess.to_native`` (section 4).
+    ``preprocess.to_native`` (docs/evaluation.md section 5).
     """
 
     in_channels: int = 1

@@ -1,4 +1,4 @@
-"""On-disk cache of preprocessed arrays (ALGORITHM section 8: "cached per slice").
+"""On-disk cache of preprocessed arrays (docs/method.md section 8: "cached per slice").
 
 Keys hash everything that changes the result (source files with size and mtime, image size,
 preprocessing options, a format version), so a stale entry is never read. Every write goes to

@@ -13,7 +13,7 @@ Run as a plain script (numpy + Pillow only, no package import), as data_download
   with nodule polygons + ``<case>_<image>.jpg``), cropped like DDTI_preprocessing (polygon box + 30
   px, resized to 300x300; its dark-border trimming is not repeated) -> ``OUT/images/<id>.png``,
   ``OUT/masks/<id>.png`` (0/255) and ``OUT/pairs.csv`` (id, frame, image, mask, split), split by frame.
-Splits are seeded and by patient/frame; they are not the fixed splits of ../shared/data.
+Splits are seeded and by patient/frame; they are not the fixed splits of the project's full data sets.
 """
 from __future__ import annotations
 

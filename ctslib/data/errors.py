@@ -1,4 +1,4 @@
-"""The one exception type for bad input data (ALGORITHM section 8)."""
+"""The one exception type for bad input data (docs/method.md section 8)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""``open_dataset``: one spec string -> a ready torch Dataset (ALGORITHM section 8)."""
+"""``open_dataset``: one spec string -> a ready torch Dataset (docs/method.md section 8)."""
 from __future__ import annotations
 
 import dataclasses

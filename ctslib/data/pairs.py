@@ -1,6 +1,6 @@
 """2-D image/mask pairs from a CSV or a folder: DDTI, LGG, ISIC-style user folders.
 
-Per item (ALGORITHM section 8): decode -> scale to [0,1] -> pad to a square -> optional
+Per item (docs/method.md section 8): decode -> scale to [0,1] -> pad to a square -> optional
 diffusion -> z-score per channel -> resize to ``image_size`` (mask: nearest, exactly {0,1}).
 PNGs are decoded lazily; each preprocessed item is cached as one .npy (see cache.py).
 """

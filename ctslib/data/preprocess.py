@@ -1,4 +1,4 @@
-"""Deterministic preprocessing (ALGORITHM section 8, steps 2-4).
+"""Deterministic preprocessing (docs/method.md section 8, steps 2-4).
 
 Order for volumes: percentile clip -> map to [0,1] by the clip range -> optional Perona-Malik
 diffusion per slice -> z-score over brain voxels (background 0) -> resize or pad.
@@ -40,7 +40,7 @@ def single_thread():
 # ----------------------------------------------------------------------------- diffusion (step 3)
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Perona-Malik anisotropic diffusion; defaults from ALGORITHM section 8 step 3.
+    """Perona-Malik anisotropic diffusion; defaults from docs/method.md section 8 step 3.
 
     kappa is on the [0,1] intensity scale (0.2 ~ 50 of 255); gamma <= 0.25 for stability;
     option 1: g(s) = exp(-(s/kappa)^2), option 2: g(s) = 1/(1+(s/kappa)^2).
@@ -70,7 +70,7 @@ def anisotropic_diffusion(
     """Perona-Malik diffusion of every (H,W) plane of x (B,C,H,W), vectorised, on x's device.
 
     I <- I + gamma * sum_{d in N,S,E,W} g(grad_d I) grad_d I, zero flux across the border
-    (so the mean of each plane is preserved). Implements ALGORITHM section 8 step 3.
+    (so the mean of each plane is preserved). Implements docs/method.md section 8 step 3.
     """
     if x.ndim != 4:
         raise ValueError(f"anisotropic_diffusion expects (B,C,H,W), got shape {tuple(x.shape)}")
@@ -243,7 +243,7 @@ def fit_to_size(image: torch.Tensor, mask: torch.Tensor, size: int, fit: str = "
 
 def to_native(maps: torch.Tensor, native: tuple[int, int], image_size: int, fit: str = "resize",
               mode: str = "nearest") -> torch.Tensor:
-    """Invert `fit_to_size` (section 4: back to the native grid): (..., size, size) -> (..., H, W).
+    """Invert `fit_to_size` (docs/evaluation.md section 5: back to the native grid): (..., size, size) -> (..., H, W).
 
     ``resize``: resize to the padded square max(H, W), then crop the padding; ``pad``: crop only.
     Nearest neighbour for masks (values stay exactly {0,1}) or bilinear for continuous maps.

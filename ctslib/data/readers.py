@@ -1,6 +1,6 @@
 """File readers that validate as they read; every problem is a DataError naming the file.
 
-Mask rules (ALGORITHM section 8):
+Mask rules (docs/method.md section 8):
 - label maps (BraTS ``seg``, ``mask=labels``): finite, non-negative integers; label > 0 is
   foreground (whole tumour merges labels 1, 2, 4);
 - binary masks (PNG, default): values must be a subset of {0, 1} or {0, M} with M the dtype's

@@ -1,4 +1,4 @@
-"""Patient-level splits and item limits (ALGORITHM section 8 step 6).
+"""Patient-level splits and item limits (docs/method.md section 8 step 6).
 
 Splits are always by case (patient / volume / frame), never by slice, so no patient is seen in
 two splits. When a source has no split of its own, cases are shuffled with a seeded generator

@@ -1,6 +1,6 @@
 """BraTS-style NIfTI volumes -> axial 2-D training slices, with a memory-mapped slice cache.
 
-ALGORITHM section 8, steps 1-6: canonical (RAS) orientation, axial slices along the third axis,
+docs/method.md section 8, steps 1-6: canonical (RAS) orientation, axial slices along the third axis,
 per-volume per-modality normalisation, optional diffusion, resize (or pad), whole tumour =
 label > 0, patient-level splits. Each volume is decoded once; its preprocessed slices are
 stored as ``.npy`` files and memory-mapped, so an epoch never re-decompresses a volume (the
@@ -39,7 +39,7 @@ class VolumeLayout:
 LAYOUTS = {
     # BraTS 2021: BraTS2021_XXXXX/BraTS2021_XXXXX_{t1,t1ce,t2,flair,seg}.nii.gz
     "brats2021": VolumeLayout(("t1", "t1ce", "t2", "flair"), "seg"),
-    # BraTS 2015 (../shared/data/brats2015): z-scored inside the brain, so the background is a
+    # BraTS 2015 (<data root>/brats2015): z-scored inside the brain, so the background is a
     # negative constant; the provided brain mask defines the brain voxels.
     "brats2015": VolumeLayout(("Flair", "T1c"), "OTMultiClass", "brainmask"),
 }

@@ -1,6 +1,7 @@
 """The CTS network: g (denoiser) + h (image encoder) + fusion + FF-Parser, and the consistency function f_theta.
 
-f_theta(x, t; x^d) = c_skip(t) x + c_out(t) F_theta(cat(c_in(t) x, x^d), {e_s}, c_noise(t))  (ALGORITHM 1.2, 1.3 steps 2-6).
+f_theta(x, t; x^d) = c_skip(t) x + c_out(t) F_theta(cat(c_in(t) x, x^d), {e_s}, c_noise(t))
+(docs/method.md section 1.2, section 1.3 steps 2-6).
 """
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ class CTSModel(nn.Module):
 
 
 def count_parameters(model: CTSModel) -> dict[str, int]:
-    """Parameter counts: denoiser g, image encoder h, fusion + FF-Parser, total (ALGORITHM 2.6)."""
+    """Parameter counts: denoiser g, image encoder h, fusion + FF-Parser, total (docs/method.md section 2.6)."""
     n = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731
     counts = {"denoiser": n(model.g), "image_encoder": n(model.h), "fusion": n(model.fusers), "ffparser": n(model.ffparsers)}
     counts["total"] = sum(counts.values())

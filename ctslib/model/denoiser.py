@@ -1,4 +1,4 @@
-"""The time-conditioned UNet g (ADM/CM style, ALGORITHM 2.1) with decoder hooks for the signals."""
+"""The time-conditioned UNet g (ADM/CM style, docs/method.md section 2.1) with decoder hooks for the signals."""
 from __future__ import annotations
 
 from typing import Callable

@@ -1,4 +1,4 @@
-"""Image encoder h: an nnU-Net-like UNet on x^d giving multi-scale features and y_hat (ALGORITHM 2.2)."""
+"""Image encoder h: an nnU-Net-like UNet on x^d giving multi-scale features and y_hat (docs/method.md section 2.2)."""
 from __future__ import annotations
 
 import torch

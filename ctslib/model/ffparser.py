@@ -1,4 +1,4 @@
-"""FF-Parser (FFTP): a learnable filter in the 2-D Fourier domain (ALGORITHM 2.4, MedSegDiff)."""
+"""FF-Parser (FFTP): a learnable filter in the 2-D Fourier domain (docs/method.md section 2.4, MedSegDiff)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Fusing the multi-scale supervision signals e_s into g's decoder (ALGORITHM 2.3)."""
+"""Fusing the multi-scale supervision signals e_s into g's decoder (docs/method.md section 2.3)."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +7,7 @@ from torch import nn
 
 
 class SEFusion(nn.Module):
-    """h <- h + a * p, p = Conv1x1(e') (zero-init), a = sigmoid(W2 SiLU(W1 [GAP(h); GAP(p)])) (ALGORITHM 2.3).
+    """h <- h + a * p, p = Conv1x1(e') (zero-init), a = sigmoid(W2 SiLU(W1 [GAP(h); GAP(p)])) (docs/method.md section 2.3).
 
     The zero-initialised projection makes CTS-M equal CTS-nM at init; the gate sees h, which
     carries the time FiLM, so the channel weighting can depend on the noise level.
@@ -31,7 +31,7 @@ class SEFusion(nn.Module):
 
 
 class ConcatFusion(SEFusion):
-    """h <- Conv1x1([h; a * p]) -> C, initialised to pass h through unchanged (ALGORITHM 2.3 'concat')."""
+    """h <- Conv1x1([h; a * p]) -> C, initialised to pass h through unchanged (docs/method.md section 2.3 'concat')."""
 
     def __init__(self, feat_ch: int, ch: int, reduction: int = 16):
         super().__init__(feat_ch, ch, reduction)

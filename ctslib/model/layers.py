@@ -1,4 +1,4 @@
-"""Building blocks of the ADM/CM-style UNet g (ALGORITHM 2.1)."""
+"""Building blocks of the ADM/CM-style UNet g (docs/method.md section 2.1)."""
 from __future__ import annotations
 
 import math
