@@ -8,7 +8,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-HELP_FMT = argparse.ArgumentDefaultsHelpFormatter
+class HELP_FMT(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: ...)" once: not on flags whose help already says what their default is."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        return text if "default" in text else super()._get_help_string(action)
 
 
 def _add_info(sub):

@@ -470,11 +470,12 @@ def predict_path(pred: Predictor, inputs: Sequence[str | Path], output: str | Pa
 
 # ---------------------------------------------------------------------------------------------- CLI
 def add_parser(subparsers) -> None:
+    from .cli import HELP_FMT
     """Register `python -m ctslib predict`."""
     import argparse
     p = subparsers.add_parser("predict", help="segment NIfTI volumes or PNG pictures with a checkpoint",
                               description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=HELP_FMT)
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="a subject folder of per-modality NIfTI files, NIfTI file(s) in channel order, one picture "
                         "(PNG), or a folder of pictures")

@@ -584,12 +584,13 @@ def cmd_reproduce(args) -> int:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from .cli import HELP_FMT
     """Register ``reproduce`` on the CLI (ctslib/cli.py discovers this function)."""
     p = subparsers.add_parser(
         "reproduce", help="execute the tutorial notebooks headlessly and summarise their results",
         description="Execute notebooks/NN_*.ipynb in order with papermill, injecting the parameters; write the "
                     "executed notebooks, figures and summary.md/summary.json to OUT; stop at the first failure.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HELP_FMT)
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                    help="quick: minutes on a 2-core CPU (illustrative numbers); full: the presets' real length (GPU)")
     p.add_argument("--data", default="phantom",

@@ -167,3 +167,12 @@ def test_cli_recipe_and_set_reach_the_train_config():
     assert (cfg.anchor, cfg.sigma_max_share, cfg.seg_loss) == (2.0, 0.5, "bce_dice")
     _, ict = configs_from_args(parse("--objective", "ict"), 1)
     assert (ict.loss_metric, ict.loss_weighting) == ("pseudo_huber", "ict")   # from the config, not the CLI
+
+
+def test_help_says_each_default_once():
+    from ctslib.cli import build_parser
+    import argparse
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in action.choices.items():
+        for line in sub.format_help().splitlines():
+            assert line.count("default") <= 1, (name, line)
