@@ -1,19 +1,100 @@
+"""Test set-up: the real-data root, determinism, one-thread tiny models.
+
+Real data: the full sets when ``CTS_DATA_ROOT`` points to them (CI), else the small real sample
+committed in ``data/sample`` (a fresh clone). ``CTS_REQUIRE_FULL_DATA=1`` (CI) makes a missing,
+unreadable or sample ``CTS_DATA_ROOT`` an error that stops the session, never a skip or a silent
+fall-back. Tests ask the ``full_data`` fixture (or ``FULL_DATA`` via ``is_sample_root``) whether
+full-set facts (1,908 LGG slices, 518 DDTI crops, ...) apply; on the sample they check the same
+facts computed from its CSVs.
+"""
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from ctslib.data.spec import is_sample_root, sample_data_root
+
 REPO = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(os.environ.get("CTS_DATA_ROOT", REPO.parent / "shared" / "data"))
+SAMPLE_ROOT = sample_data_root()
+REQUIRE_FULL = os.environ.get("CTS_REQUIRE_FULL_DATA", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _unreadable(root: Path) -> str | None:
+    """Why ``root`` cannot serve as a data root, or None."""
+    if not root.is_dir():
+        return "is not a folder" if root.exists() else "does not exist"
+    try:
+        names = {p.name for p in root.iterdir()}
+    except OSError as exc:
+        return f"cannot be read ({exc})"
+    if not names & {"lgg", "ddti", "brats2015", "brats2020_slices"}:
+        return "holds none of lgg/, ddti/, brats2015/, brats2020_slices/"
+    return None
+
+
+def _resolve() -> tuple[Path | None, str | None, str | None]:
+    """(data root, error, warning)."""
+    env = os.environ.get("CTS_DATA_ROOT", "").strip()
+    if env:
+        root = Path(env).expanduser()
+        problem = _unreadable(root)
+        if problem is None and REQUIRE_FULL and is_sample_root(root):
+            problem = "is the small in-repo sample, not the full data sets"
+        if problem is None:
+            return root.resolve(), None, None
+        if REQUIRE_FULL:
+            return None, f"CTS_REQUIRE_FULL_DATA=1 but CTS_DATA_ROOT={env} {problem}", None
+        note = f"CTS_DATA_ROOT={env} {problem}; the tests use the in-repo sample {SAMPLE_ROOT}"
+    elif REQUIRE_FULL:
+        return None, "CTS_REQUIRE_FULL_DATA=1 but CTS_DATA_ROOT is not set (point it at the full data sets)", None
+    else:
+        note = None
+    problem = _unreadable(SAMPLE_ROOT)
+    if problem:
+        return None, f"the in-repo data sample {SAMPLE_ROOT} {problem} (a clone without data/sample?)", None
+    return SAMPLE_ROOT, None, note
+
+
+DATA_ROOT, _ERROR, _WARNING = _resolve()
+FULL_DATA = DATA_ROOT is not None and not is_sample_root(DATA_ROOT)
+if _WARNING:
+    # the package (default_data_root) and the CLI subprocesses must read the same folder as the tests
+    os.environ["CTS_DATA_ROOT"] = str(SAMPLE_ROOT)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_data: reads the real data sets (set automatically; `-m real_data` "
+                            "runs them alone, as CI's fresh-clone check does)")
+    if _ERROR:
+        raise pytest.UsageError(_ERROR)
+    if _WARNING:
+        config.issue_config_time_warning(UserWarning(_WARNING), stacklevel=2)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that read real files: they use the data_root/full_data fixtures, or their module
+    reads the data root itself (a module-level ``DATA = default_data_root()``)."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if {"data_root", "full_data"} & set(getattr(item, "fixturenames", ())) or isinstance(getattr(module, "DATA", None), Path):
+            item.add_marker(pytest.mark.real_data)
+
+
+def pytest_report_header(config):
+    return f"ctslib data: {DATA_ROOT} ({'full data sets' if FULL_DATA else 'in-repo sample'})"
 
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    """The shared real datasets. CI has them; a missing folder is an error, never a skip."""
-    if not DATA_ROOT.is_dir():
-        raise FileNotFoundError(f"shared data not found at {DATA_ROOT}; set CTS_DATA_ROOT")
+    """The real data sets: the full ones (CTS_DATA_ROOT) or the in-repo sample, never missing."""
     return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def full_data() -> bool:
+    """True on the full data sets (CTS_DATA_ROOT), False on the in-repo sample (data/sample)."""
+    return FULL_DATA
 
 
 @pytest.fixture(autouse=True)

@@ -96,11 +96,12 @@ def test_train_then_evaluate_writes_all_outputs(tmp_path):
 
 
 def test_documented_ddti_example_runs(data_root, tmp_path):
-    """README: python -m ctslib train --preset tiny64 --variant cts_m --data ddti:../shared/data/ddti
-    --steps 2000 --out runs/ddti; run as written (relative data path, from the repository root) with 2 steps."""
-    spec = "ddti:../shared/data/ddti"
-    if (REPO / "../shared/data/ddti").resolve() != (data_root / "ddti").resolve():
-        spec = f"ddti:{data_root / 'ddti'}"          # CTS_DATA_ROOT points elsewhere
+    """The README's DDTI example, python -m ctslib train --preset tiny64 --variant cts_m --data ddti:data/sample/ddti
+    --steps 2000 --out runs/ddti, run as written (relative data path, from the repository root) with 2 steps; on the
+    full data sets (CTS_DATA_ROOT) with their DDTI folder."""
+    spec = "ddti:data/sample/ddti"
+    if (REPO / "data" / "sample" / "ddti").resolve() != (data_root / "ddti").resolve():
+        spec = f"ddti:{data_root / 'ddti'}"          # CTS_DATA_ROOT: the full sets
     out = tmp_path / "runs" / "ddti"
     proc = ctslib("train", "--preset", "tiny64", "--variant", "cts_m", "--data", spec, "--steps", "2", "--out", out)
     assert json.loads(proc.stdout.strip().splitlines()[-1])["step"] == 2

@@ -223,7 +223,7 @@ def test_empty_dataset_and_split(tmp_path):
 @pytest.mark.parametrize("spec, message", [
     ("nifti:/data", r"unknown kind 'nifti'"),
     ("", r"empty"),
-    ("/work/shared/data/lgg", r"unknown kind"),
+    ("/data/lgg", r"unknown kind"),
     ("phantom:many", r"phantom count 'many' is not an integer"),
     ("phantom:-3", r"phantom count must be > 0"),
     ("brats", r"brats needs a path"),
@@ -245,3 +245,18 @@ def test_parse_spec_forms():
     assert (s.kind, s.path, s.options) == ("brats", "/d/b21", {"slices": "all", "norm": "minmax"})
     assert parse_spec("lgg").path == str(DATA / "lgg") and parse_spec("ddti:/x/y").path == "/x/y"
     assert parse_spec("pairs:C:/data/isic").path == "C:/data/isic"
+
+
+def test_default_data_root_is_cts_data_root_else_the_in_repo_sample(monkeypatch, tmp_path):
+    """A fresh clone needs nothing outside the repository: without CTS_DATA_ROOT the data root is data/sample."""
+    from ctslib.data.spec import default_data_root, is_sample_root, sample_data_root
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.delenv("CTS_DATA_ROOT", raising=False)
+    assert default_data_root() == sample_data_root() == repo / "data" / "sample"
+    assert parse_spec("ddti").path == str(repo / "data" / "sample" / "ddti") and is_sample_root(default_data_root())
+    assert (sample_data_root() / "lgg" / "slices.csv").is_file() and (sample_data_root() / "ddti" / "pairs.csv").is_file()
+    monkeypatch.setenv("CTS_DATA_ROOT", str(tmp_path))
+    assert default_data_root() == tmp_path and parse_spec("lgg").path == str(tmp_path / "lgg")
+    assert not is_sample_root(tmp_path)
+    monkeypatch.setenv("CTS_DATA_ROOT", "")                  # set but empty: as if unset
+    assert default_data_root() == sample_data_root()

@@ -1,4 +1,5 @@
-"""data_download.sh against a local file:// mirror built from ../shared/data (issue #3, part 3)."""
+"""data_download.sh against a local file:// mirror built from the real data (issue #3, part 3): the full
+sets (CTS_DATA_ROOT) or the in-repo sample (data/sample), which holds the crops and slices named below."""
 from __future__ import annotations
 
 import csv
@@ -64,7 +65,7 @@ def _write_sums(mirror: Path) -> None:
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory) -> Path:
-    assert DATA.is_dir(), f"real data missing at {DATA} (set CTS_DATA_ROOT)"
+    assert DATA.is_dir(), f"real data missing at {DATA} (set CTS_DATA_ROOT, or restore data/sample)"
     m = tmp_path_factory.mktemp("mirror")
     _raw_ddti_zip(m / "ddti.zip")
     _raw_lgg_tar(m / "lgg.tar.gz")

@@ -20,7 +20,18 @@ from ctslib.sampling import Segmentation
 from ctslib.train import RunOptions, train
 
 SUBJECT = "brats_2013_pat0005_1"
-DDTI_IMAGE = "images/101_1(1).png"
+DDTI_IMAGE = "images/101_1(1).png"        # in the full DDTI set and in the in-repo sample
+
+
+def _shape(subject: Path) -> tuple[int, int, int]:
+    """The subject's volume shape: 240x240x155 in the full BraTS 2015 set, 240x240x16 in the sample."""
+    return nib.load(str(subject / "Flair_subtrMeanDivStd.nii.gz")).shape
+
+
+def _two_slices(subject: Path) -> tuple[int, int]:
+    """Two axial slices inside the brain: 70:72 of the full volume, the middle two of the sample's slab."""
+    a = min(70, _shape(subject)[2] // 2)
+    return a, a + 2
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -59,7 +70,7 @@ def _no_temp_files(folder: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ NIfTI
-def test_nifti_round_trip_brats(data_root, ckpt2, tmp_path, capsys):
+def test_nifti_round_trip_brats(data_root, full_data, ckpt2, tmp_path, capsys):
     subject = data_root / "brats2015" / SUBJECT
     out, unc = tmp_path / "mask.nii.gz", tmp_path / "std.nii"      # .nii: no slow gzip of a float map
     rc, stdout, err = _run(capsys, subject, "-o", out, "--ckpt", ckpt2, "--uncertainty", unc, "--members", "2",
@@ -67,7 +78,9 @@ def test_nifti_round_trip_brats(data_root, ckpt2, tmp_path, capsys):
     assert rc == 0, err
     ref = nib.load(str(subject / "Flair_subtrMeanDivStd.nii.gz"))
     got = nib.load(str(out))
-    assert got.shape == ref.shape == (240, 240, 155)
+    assert got.shape == ref.shape and ref.shape[:2] == (240, 240)
+    if full_data:
+        assert ref.shape == (240, 240, 155)
     np.testing.assert_array_equal(got.affine, ref.affine)
     np.testing.assert_array_equal(got.header.get_zooms(), ref.header.get_zooms())
     assert got.header["sform_code"] == ref.header["sform_code"] and got.header["qform_code"] == ref.header["qform_code"]
@@ -135,16 +148,17 @@ def test_nifti_mask_aligns_voxel_for_voxel(tmp_path, monkeypatch):
 
 def test_nifti_refuses_existing_output_without_force(data_root, ckpt2, tmp_path, capsys):
     subject = data_root / "brats2015" / SUBJECT
+    a, b = _two_slices(subject)
     out = tmp_path / "mask.nii.gz"
     out.write_bytes(b"keep me")
-    rc, _, err = _run(capsys, subject, "-o", out, "--ckpt", ckpt2, "--slices", "70:72")
+    rc, _, err = _run(capsys, subject, "-o", out, "--ckpt", ckpt2, "--slices", f"{a}:{b}")
     assert rc == 2 and str(out) in err and "--force" in err
     assert out.read_bytes() == b"keep me"
-    rc, _, err = _run(capsys, subject, "-o", out, "--ckpt", ckpt2, "--slices", "70:72", "--force")
+    rc, _, err = _run(capsys, subject, "-o", out, "--ckpt", ckpt2, "--slices", f"{a}:{b}", "--force")
     assert rc == 0, err
     mask = np.asarray(nib.load(str(out)).dataobj)
-    assert mask.shape == (240, 240, 155)
-    assert not mask[:, :, :70].any() and not mask[:, :, 72:].any()    # LPS -> RAS flips x and y, not the slices
+    assert mask.shape == _shape(subject)
+    assert not mask[:, :, :a].any() and not mask[:, :, b:].any()      # LPS -> RAS flips x and y, not the slices
     _no_temp_files(tmp_path)
 
 
@@ -152,8 +166,9 @@ def test_nifti_never_overwrites_input(data_root, ckpt2, tmp_path, capsys):
     src = data_root / "brats2015" / SUBJECT
     files = [shutil.copy(src / n, tmp_path / n) for n in ("Flair_subtrMeanDivStd.nii.gz", "T1c_subtrMeanDivStd.nii.gz")]
     before = [Path(f).read_bytes() for f in files]
+    a, b = _two_slices(src)
     for argv in (["-o", files[1]], ["-o", tmp_path / "m.nii.gz", "--uncertainty", files[0]]):
-        rc, _, err = _run(capsys, *files, "--ckpt", ckpt2, "--slices", "70:72", "--force", *argv)
+        rc, _, err = _run(capsys, *files, "--ckpt", ckpt2, "--slices", f"{a}:{b}", "--force", *argv)
         assert rc == 2 and "never overwrites its input" in err
     assert [Path(f).read_bytes() for f in files] == before
     assert not (tmp_path / "m.nii.gz").exists()
@@ -177,10 +192,11 @@ def test_channel_count_mismatch_is_a_clear_error(data_root, ckpt1, ckpt2, tmp_pa
 def test_modalities_option_selects_files(data_root, ckpt1, tmp_path, capsys):
     subject = data_root / "brats2015" / SUBJECT
     out = tmp_path / "t1c.nii.gz"
-    rc, stdout, err = _run(capsys, subject, "-o", out, "--ckpt", ckpt1, "--modalities", "T1c", "--slices", "70:71")
+    a, _ = _two_slices(subject)
+    rc, stdout, err = _run(capsys, subject, "-o", out, "--ckpt", ckpt1, "--modalities", "T1c", "--slices", f"{a}:{a + 1}")
     assert rc == 0, err
     assert "T1c_subtrMeanDivStd.nii.gz" in stdout and "Flair" not in stdout
-    assert nib.load(str(out)).shape == (240, 240, 155)
+    assert nib.load(str(out)).shape == _shape(subject)
 
 
 # -------------------------------------------------------------------------------------------- PNG

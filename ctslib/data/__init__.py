@@ -1,4 +1,4 @@
-"""ctslib.data: real scans and seeded phantoms -> (image, mask, meta) items (ALGORITHM section 8).
+"""ctslib.data: real scans and seeded phantoms -> (image, mask, meta) items (docs/method.md section 8).
 
     from ctslib.data import open_dataset
     ds = open_dataset("lgg", split="train", image_size=64)      # or phantom, brats:PATH, ...
@@ -10,7 +10,7 @@ from .factory import open_dataset
 from .pairs import PairsConfig, PairsDataset
 from .preprocess import DiffusionConfig, anisotropic_diffusion
 from .slices import SliceConfig, SliceDataset
-from .spec import Spec, default_data_root, parse_spec
+from .spec import Spec, default_data_root, is_sample_root, parse_spec, sample_data_root
 from .splits import seeded_case_split, split_cases
 from .stats import describe
 from .synthetic import PhantomSlices
@@ -19,5 +19,6 @@ from .volumes import VolumeConfig, VolumeDataset, VolumeLayout
 __all__ = [
     "AugmentConfig", "Augmented", "DataError", "DiffusionConfig", "PairsConfig", "PairsDataset", "PhantomSlices",
     "SliceConfig", "SliceDataset", "Spec", "VolumeConfig", "VolumeDataset", "VolumeLayout", "anisotropic_diffusion",
-    "augment_pair", "default_data_root", "describe", "open_dataset", "parse_spec", "seeded_case_split", "split_cases",
+    "augment_pair", "default_data_root", "describe", "is_sample_root", "open_dataset", "parse_spec", "sample_data_root",
+    "seeded_case_split", "split_cases",
 ]

@@ -1,4 +1,4 @@
-"""Dataset spec strings shared by the CLI and the notebooks (ALGORITHM section 8).
+"""Dataset spec strings shared by the CLI and the notebooks (docs/method.md section 8).
 
 Grammar: ``KIND[:ARG][?key=value&key=value]``.
 
@@ -42,12 +42,35 @@ class Spec:
         return hash((self.kind, self.path, self.count, tuple(sorted(self.options.items()))))
 
 
+SAMPLE_MANIFEST = "manifest.json"
+
+
+def sample_data_root() -> Path:
+    """The small real-data sample committed in the repository: ``<repo>/data/sample``."""
+    return Path(__file__).resolve().parents[2] / "data" / "sample"
+
+
 def default_data_root() -> Path:
-    """``$CTS_DATA_ROOT``, else ``<repo>/../shared/data`` (where CI and dev machines keep it)."""
-    env = os.environ.get("CTS_DATA_ROOT")
+    """``$CTS_DATA_ROOT`` (the full data sets, e.g. from ``data_download.sh``), else the
+    repository's own real-data sample ``<repo>/data/sample`` (see its README)."""
+    env = os.environ.get("CTS_DATA_ROOT", "").strip()
     if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+        return Path(os.path.expanduser(env))
+    return sample_data_root()
+
+
+def is_sample_root(root: str | os.PathLike) -> bool:
+    """True for a data root that is the small sample (``data/sample``, or a copy of it: its
+    ``manifest.json`` says ``"sample": true``), False for the full sets or anything else."""
+    import json
+
+    path = Path(root).expanduser()
+    try:
+        if path.resolve() == sample_data_root().resolve():
+            return True
+        return bool(json.loads((path / SAMPLE_MANIFEST).read_text()).get("sample"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _parse_options(spec: str, text: str) -> dict[str, str]:
