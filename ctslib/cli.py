@@ -13,7 +13,7 @@ class HELP_FMT(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        return text if "default" in text else super()._get_help_string(action)
+        return text if "default:" in text or "default)" in text.replace("(default)", "") else super()._get_help_string(action)
 
 
 def _add_info(sub):
