@@ -115,5 +115,6 @@ def test_ct_loss_alpha_weights_aux_term():
     img, mask = _batch(mcfg)
     _, logs0 = ConsistencyLoss(mcfg, replace(tcfg, alpha=0.0))(model, target, img, mask, 10, torch.Generator().manual_seed(1))
     _, logs1 = ConsistencyLoss(mcfg, tcfg)(model, target, img, mask, 10, torch.Generator().manual_seed(1))
-    assert abs(logs1["loss"] - (logs1["loss_ct"] + 10 * logs1["loss_s"])) < 1e-4 * max(logs1["loss"], 1)
-    assert abs(logs0["loss"] - logs0["loss_ct"]) < 1e-6 * max(logs0["loss"], 1)
+    beta = tcfg.anchor                      # the tutorial presets carry the anchored recipe
+    assert abs(logs1["loss"] - (logs1["loss_ct"] + 10 * logs1["loss_s"] + beta * logs1["loss_anchor"])) < 1e-4 * max(logs1["loss"], 1)
+    assert abs(logs0["loss"] - logs0["loss_ct"] - beta * logs0["loss_anchor"]) < 1e-5 * max(logs0["loss"], 1)
