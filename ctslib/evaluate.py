@@ -196,21 +196,23 @@ def dice_by_noise_level(model: CTSModel, dataset: Dataset, sigmas: Sequence[floa
     thr = mask_threshold(mask_encoding)
     opts = EvalOptions(batch_size=batch_size, limit=limit, progress=False)
     per_sigma: dict[float, list[float]] = {float(s): [] for s in sigmas}
+    scored = 0
     for image, mask, _, indices in _batches(dataset, opts):
         keep = mask.flatten(1).amax(1) > 0.5
         if max_images is not None:
-            done = len(next(iter(per_sigma.values()), []))
-            keep &= torch.cumsum(keep.long(), 0) <= max_images - done
+            keep &= torch.cumsum(keep.long(), 0) <= max_images - scored
         if not keep.any():
             continue
-        image, mask = image[keep].to(device), mask[keep].to(device)
+        image, mask = image[keep].to(device), mask[keep]
         ids = [i for i, k in zip(indices, keep.tolist()) if k]
+        scored += len(ids)
+        truth = mask.numpy() > 0.5
         encoded = model.encode(image)
-        x_clean = encode_mask(mask, mask_encoding)
+        x_clean = encode_mask(mask.to(device), mask_encoding)
         for s in per_sigma:
             z = seeded_noise(tuple(x_clean.shape), [seed * 1_000_003 + i for i in ids], device)
             sigma = torch.full((len(ids),), s, device=device, dtype=torch.float64)
-            pred = model(x_clean + s * z, sigma, image, encoded=encoded).denoised > thr
-            per_sigma[s] += [dice(p.cpu().numpy(), m.cpu().numpy() > 0.5) for p, m in zip(pred, mask)]
+            pred = (model(x_clean + s * z, sigma, image, encoded=encoded).denoised > thr).cpu().numpy()
+            per_sigma[s] += [dice(p, g) for p, g in zip(pred, truth)]
     return {"sigma": list(per_sigma), "dice": [float(np.mean(v)) if v else float("nan") for v in per_sigma.values()],
-            "n_images": len(next(iter(per_sigma.values()), []))}
+            "n_images": scored}
