@@ -133,6 +133,17 @@ def _natural(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
+def _read_grouped(path: Path, key: str) -> tuple[list[str], list[dict], "OrderedDict[str, list[dict]]"]:
+    """(field names, rows, rows grouped by `key` in first-seen order) of a source CSV."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = list(reader.fieldnames), list(reader)
+    groups: "OrderedDict[str, list[dict]]" = OrderedDict()
+    for r in rows:
+        groups.setdefault(r[key], []).append(r)
+    return fields, rows, groups
+
+
 def _write_csv(path: Path, fieldnames: list[str], rows: list[dict]) -> None:
     with open(path, "w", newline="") as f:          # csv's default \r\n line ends, as the source CSVs
         w = csv.DictWriter(f, fieldnames=fieldnames)
@@ -160,12 +171,7 @@ def _reduce_pair(src_image: Path, src_mask: Path, dst_image: Path, dst_mask: Pat
 
 # ------------------------------------------------------------------------------------------- LGG
 def make_lgg(src: Path, dst: Path) -> dict:
-    with open(src / "slices.csv", newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = list(reader.fieldnames), list(reader)
-    by_patient: "OrderedDict[str, list[dict]]" = OrderedDict()
-    for r in rows:
-        by_patient.setdefault(r["patient"], []).append(r)
+    fields, rows, by_patient = _read_grouped(src / "slices.csv", "patient")
     chosen: dict[str, set[int]] = {}
     for split, patients in LGG_PATIENTS.items():
         for p in patients:
@@ -192,12 +198,7 @@ def make_lgg(src: Path, dst: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------ DDTI
 def make_ddti(src: Path, dst: Path) -> dict:
-    with open(src / "pairs.csv", newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = list(reader.fieldnames), list(reader)
-    frames: "OrderedDict[str, list[dict]]" = OrderedDict()
-    for r in rows:
-        frames.setdefault(r["frame"], []).append(r)
+    fields, rows, frames = _read_grouped(src / "pairs.csv", "frame")
     split_of = {fr: rs[0]["split"] for fr, rs in frames.items()}
     chosen = list(DDTI_FIXED)
     for split, quota in DDTI_QUOTA.items():
