@@ -219,7 +219,10 @@ def override(cfg, assignments: list[str]):
                 raise ValueError(f"{key} is a flag: give true or false, not {text!r}")
             changes[key] = text.lower() in ("true", "1")
         elif isinstance(current, (int, float)):
-            changes[key] = type(current)(float(text)) if isinstance(current, int) and "." not in text else float(text)
+            try:
+                changes[key] = type(current)(text)
+            except ValueError:
+                raise ValueError(f"{key} takes a {type(current).__name__}, not {text!r}") from None
         else:
             changes[key] = text
     return replace(cfg, **changes)
