@@ -116,7 +116,7 @@ class ConsistencyLoss:
             t_hi = torch.where(self._top_draws(batch, generator), torch.full_like(t_hi, m.sigma_max), t_hi)
             stage = t.ect_stage(step)
             t_lo = torch.zeros_like(t_hi) if stage is None else schedules.ect_r(t_hi, stage, t.ect_q, t.ect_k, t.ect_b)
-            return Pairs(t_hi, t_lo, 1.0 / (t_hi - t_lo), 0)
+            return Pairs(t_hi, t_lo, self.weight(t_hi, t_lo), 0)
         if t.objective == "ict":
             n_scales = schedules.ict_num_scales(step, t.steps, t.ict_s0, t.ict_s1)
             grid = karras_grid(n_scales, m.sigma_min, m.sigma_max, m.rho)
