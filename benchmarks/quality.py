@@ -314,7 +314,7 @@ def run_row(row: str, args, mcfg, tcfg, train_set, test_set, device, work: Path,
         sup = SupervisedConfig(loss="mse" if row == "supervised_mse" else args.supervised_loss)
         model, summary = train_supervised(mcfg, tcfg, train_set, run, sup, args.data, deadline)
         record["params"] = sum(p.numel() for p in model.parameters())
-        record["loss"] = args.supervised_loss
+        record["loss"] = sup.loss
         record["train"] = {k: summary[k] for k in ("step", "requested_steps", "truncated", "seconds", "img_per_s")}
         record["train"]["steps"] = record["train"].pop("step")
         t1 = time.perf_counter()
