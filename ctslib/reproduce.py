@@ -1,7 +1,8 @@
 """Headless reproduction of the tutorial, and the settings the notebooks share.
 
-    python -m ctslib reproduce --profile quick --out runs/quick                 # phantoms, 2-core CPU
-    python -m ctslib reproduce --profile quick --data ../shared/data --out runs/ci
+    python -m ctslib reproduce --profile quick --out runs/quick         # the in-repo real sample (DDTI), 2-core CPU
+    python -m ctslib reproduce --profile quick --data "$CTS_DATA_ROOT" --out runs/ci   # the full sets' DDTI
+    python -m ctslib reproduce --profile quick --data phantom --out runs/phantom       # seeded phantoms, no files
     python -m ctslib reproduce --profile full --data brats:/data/BraTS2021 --out runs/full   # GPU
 
 The runner executes ``notebooks/NN_*.ipynb`` in order with papermill (kernel ``python3``, cwd
@@ -81,15 +82,22 @@ def profile(name: str) -> Profile:
 
 # ---------------------------------------------------------------------------------------- data
 def is_data_root(data: str) -> bool:
-    """A folder holding several data sets (like ../shared/data), not a dataset spec."""
+    """A folder holding several data sets (like ``$CTS_DATA_ROOT`` or ``data/sample``), not a dataset spec."""
     p = Path(os.path.expanduser(str(data)))
     return ":" not in str(data)[:12] and p.is_dir() and any((p / d).is_dir() for d in ("ddti", "lgg", "brats2015"))
 
 
+SAMPLE = "sample"   # DATA's default: the repository's own real-data sample (data/sample)
+
+
 def resolve_data(data: str) -> str:
-    """Dataset spec of the training notebooks. ``phantom`` (default) or any spec passes through;
-    a data root such as ``../shared/data`` selects its DDTI set (1 channel, nodule ~30% of a crop)."""
-    data = (data or "phantom").strip()
+    """Dataset spec of the training notebooks. ``sample`` (the default) is the in-repo real sample's
+    DDTI crops; a data root such as ``$CTS_DATA_ROOT`` selects its DDTI set (1 channel, nodule ~30% of
+    a crop); ``phantom`` and any other spec pass through."""
+    from .data import sample_data_root
+    data = (data or SAMPLE).strip()
+    if data == SAMPLE:
+        return f"ddti:{sample_data_root() / 'ddti'}"
     if is_data_root(data):
         return f"ddti:{Path(data).expanduser().resolve() / 'ddti'}"
     return data
@@ -97,7 +105,7 @@ def resolve_data(data: str) -> str:
 
 def absolute_data(data: str) -> str:
     """DATA with a relative path made absolute from the current folder (the runner's notebooks run
-    in notebooks/, so ``--data ../shared/data`` or ``lgg:data/lgg`` would otherwise miss)."""
+    in notebooks/, so ``--data data/sample`` or ``lgg:data/lgg`` would otherwise miss)."""
     from .data.spec import PATH_KINDS
     if is_data_root(data):
         return str(Path(data).expanduser().resolve())
@@ -109,8 +117,11 @@ def absolute_data(data: str) -> str:
 
 
 def data_root(data: str = "") -> Path | None:
-    """The folder of real data sets: DATA if it is one, else $CTS_DATA_ROOT / ../shared/data if present."""
-    from .data import default_data_root
+    """The folder of real data sets: the in-repo sample for ``sample``, DATA if it is a data root,
+    else ``$CTS_DATA_ROOT`` (or the sample when that is unset)."""
+    from .data import default_data_root, sample_data_root
+    if data and data.strip() == SAMPLE:
+        return sample_data_root()
     if data and is_data_root(data):
         return Path(data).expanduser().resolve()
     root = default_data_root()
@@ -593,9 +604,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=HELP_FMT)
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                    help="quick: minutes on a 2-core CPU (illustrative numbers); full: the presets' real length (GPU)")
-    p.add_argument("--data", default="phantom",
-                   help="dataset spec for training (phantom, lgg:PATH, ddti:PATH, brats:PATH, ...) or a data root "
-                        "folder such as ../shared/data (trains on its DDTI set)")
+    p.add_argument("--data", default=SAMPLE,
+                   help="dataset spec for training: sample (the in-repo real DDTI sample), phantom, lgg:PATH, "
+                        "ddti:PATH, brats:PATH, ... or a data root folder such as $CTS_DATA_ROOT (trains on its DDTI set)")
     p.add_argument("--out", default="runs/reproduce", help="output folder (notebooks/, figures/, results/, summary.*)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (injected as DEVICE)")
     p.add_argument("--steps", type=int, default=None, help="training steps of every run (03, each 04 variant, 05/06 fallbacks); unset: the profile's choice")

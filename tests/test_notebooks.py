@@ -108,7 +108,7 @@ def test_parameters_cell_reads_the_environment(tmp_path):
     default = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     import torch
     expected = "full" if torch.cuda.is_available() else "quick"          # opened by hand: quick without a GPU
-    assert default.stdout.split() == [expected, "phantom", "../runs/tutorial", "auto"]
+    assert default.stdout.split() == [expected, "sample", "../runs/tutorial", "auto"]
     env.update(CTS_PROFILE="quick", CTS_DATA="ddti", CTS_OUT=str(tmp_path))
     quick = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert quick.stdout.split() == ["quick", "ddti", str(tmp_path), "auto"]

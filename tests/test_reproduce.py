@@ -59,6 +59,9 @@ def test_profiles_and_data_resolution(data_root):
     with pytest.raises(ValueError, match="unknown profile"):
         reproduce.profile("medium")
     assert reproduce.resolve_data("phantom") == "phantom"
+    from ctslib.data import sample_data_root
+    assert reproduce.resolve_data("sample") == reproduce.resolve_data("") == f"ddti:{sample_data_root() / 'ddti'}"
+    assert reproduce.data_root("sample") == sample_data_root()
     assert reproduce.resolve_data("lgg:/x/lgg") == "lgg:/x/lgg"
     assert reproduce.resolve_data(str(data_root)) == f"ddti:{data_root.resolve() / 'ddti'}"
     assert reproduce.data_root(str(data_root)) == data_root.resolve()
