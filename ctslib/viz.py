@@ -66,6 +66,18 @@ def overlay(ax, image, mask=None, title: str | None = None, channel: int | None 
         ax.set_title(title, fontsize=9)
 
 
+def wrap_label(text: str, width: int = 22, max_lines: int = 2) -> str:
+    """A panel title that fits a small axis: wrapped at hyphens or spaces (long words split), never cut;
+    beyond ``max_lines`` the middle is elided with '...' so that both ends (dataset, case number) stay."""
+    import textwrap
+    lines = textwrap.wrap(text, width, break_on_hyphens=True) or [text]
+    if len(lines) <= max_lines:
+        return "\n".join(lines)
+    keep = width * max_lines - 3
+    short = text[: keep // 2] + "..." + text[len(text) - (keep - keep // 2):]
+    return "\n".join(textwrap.wrap(short, width, break_on_hyphens=True))
+
+
 def _grid(rows: int, cols: int, size: float = 2.2):
     fig, axes = _plt().subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
     return fig, axes
@@ -338,7 +350,7 @@ def plot_items(dataset, indices: Iterable[int], title: str = "", save=None, cols
         ax.set_axis_off()
     for ax, i in zip(axes.ravel(), indices):
         image, mask, meta = dataset[i]
-        overlay(ax, image, mask, f"{meta['case']}:{meta['slice']}"[-22:])
+        overlay(ax, image, mask, wrap_label(f"{meta['case']}:{meta['slice']}"))
     if title:
         fig.suptitle(title)
     return finish(fig, save)
