@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ctslib.cli import HELP_FMT  # noqa: E402
 from ctslib.baselines.packed import pack_splits  # noqa: E402
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HELP_FMT)
     p.add_argument("--data", required=True, help="dataset spec: lgg, ddti, phantom, lgg:PATH, ...")
     p.add_argument("--size", type=int, required=True, help="image size in pixels (the preset's: small128 -> 128)")
     p.add_argument("--splits", default="train,val,test", help="comma-separated splits to pack")

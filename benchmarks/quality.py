@@ -44,6 +44,7 @@ from ctslib.baselines import (EDMConfig, EDMDenoiser, EDMLoss, SupervisedConfig,
 from ctslib.baselines.bench import device_info, sync  # noqa: E402
 from ctslib.baselines.diffusion import network_evaluations  # noqa: E402
 from ctslib.baselines.packed import source_kind  # noqa: E402
+from ctslib.cli import HELP_FMT  # noqa: E402
 from ctslib.config import RECIPES, override, preset, with_recipe, with_variant  # noqa: E402
 from ctslib.device import autocast, pick_device  # noqa: E402
 from ctslib.evaluate import EvalOptions, dice_by_noise_level, evaluate, resolution_ceiling  # noqa: E402
@@ -84,7 +85,7 @@ class DeadlineDataset(torch.utils.data.Dataset):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HELP_FMT)
     p.add_argument("--data", default="phantom", help="dataset spec (phantom, phantom-us, lgg, ddti, lgg:PATH, ...) "
                                                      "or packed:PATH.npz from benchmarks/pack_data.py")
     p.add_argument("--preset", default="test32", help="model preset (test32, tiny64, small128, paper256)")

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ctslib.cli import HELP_FMT  # noqa: E402
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ROW_ORDER = ("cts_nm", "cts_m", "cts_fm", "supervised", "supervised_mse", "diffusion")   # the paper's Table 1 order
 RECIPE_ORDER = (None, "paper", "anchored")                # rows "cts_m@paper": the paper's recipe before ours
@@ -344,7 +346,7 @@ def splice(readme: str, block: str) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HELP_FMT)
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="README to update")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="folder of result JSON files")
     p.add_argument("--check", action="store_true", help="only check; exit 1 if the README is out of date")

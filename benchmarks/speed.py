@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ctslib.cli import HELP_FMT  # noqa: E402
 from ctslib.baselines.bench import count_flops, device_info, measured_matmul_tflops, peak_tflops, sync, time_call  # noqa: E402
 from ctslib.baselines.diffusion import EDMConfig, EDMDenoiser, edm_sample, network_evaluations  # noqa: E402
 from ctslib.config import preset  # noqa: E402
@@ -52,7 +53,7 @@ ALL_ITEMS = ("flops", "peak", "infer", "graphs", "train", "multistep", "diffusio
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HELP_FMT)
     p.add_argument("--preset", default="paper256", help="model preset")
     p.add_argument("--variant", default="cts_m", help="CTS variant (the diffusion baseline uses the same network)")
     p.add_argument("--in-channels", type=int, default=4, help="image channels C_img (4 = BraTS)")

@@ -2,7 +2,10 @@
 section is generated from the committed JSON and `readme_results.py --check` catches hand edits."""
 import importlib.util
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -277,3 +280,24 @@ def test_readme_renders_the_resolution_ceiling():
     text = rr.render([("c.json", d)])
     assert "| Expert mask at the model's size | resolution ceiling; no training, ± over the test split | - | 93.1 ± 2.4 | 87.4 |" in text
     assert "Expert mask" not in rr.render([("n.json", {**d, "ceiling": None})])
+
+
+def _options_with_two_defaults(help_text: str) -> list[str]:
+    """Option entries of an argparse --help text that print "(default:" more than once."""
+    entries, current = [], []
+    for line in help_text.splitlines():
+        if re.match(r"^  -", line) and current:
+            entries.append(" ".join(current))
+            current = []
+        current.append(line.strip())
+    entries.append(" ".join(current))
+    return [e for e in entries if e.count("(default:") > 1]
+
+
+@pytest.mark.parametrize("script", ["quality", "speed", "pack_data", "readme_results"])
+def test_benchmark_help_states_each_default_once(script):
+    out = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--help"], capture_output=True, text=True,
+                         check=True, cwd=BENCH.parent).stdout
+    assert _options_with_two_defaults(out) == []
+    assert _options_with_two_defaults("  --x X  thing (default: a) (default: None)\n  --y  ok (default: 1)") == \
+        ["--x X  thing (default: a) (default: None)"]
