@@ -4,6 +4,8 @@
     python -m ctslib predict --ckpt runs/brats/ckpt.pt FLAIR.nii.gz T1C.nii.gz -o mask.nii.gz
     python -m ctslib predict --ckpt runs/ddti/ckpt.pt image.png -o mask.png
     python -m ctslib predict --ckpt runs/ddti/ckpt.pt images/ -o masks/
+    python -m ctslib predict --ckpt runs/brats/ckpt.pt subjects/ -o masks/     # one subject folder per scan
+    python -m ctslib predict --ckpt lgg-tiny64 --input scan.png --output mask.png   # a pretrained name
 
 Volumes go through the dataset path's preprocessing (docs/method.md section 8): closest-canonical (RAS)
 orientation, per-volume per-modality normalisation (``ctslib.data.preprocess.zscore_volume``),
@@ -417,23 +419,82 @@ def predict_png(pred: Predictor, image: str | Path, output: str | Path, opts: Pr
     return {"output": str(output), "input": str(image), "shape": list(mask.shape), "foreground_pixels": int(mask.sum())}
 
 
-def predict_png_folder(pred: Predictor, folder: str | Path, out_folder: str | Path, opts: PredictOptions = PredictOptions(),
-                       force: bool = False) -> list[dict]:
-    """Every picture in `folder` -> `out_folder/<stem>.png`; all outputs are checked before any is written."""
-    folder, out_folder = Path(folder), Path(out_folder)
+def _output_folder(folder: Path, out_folder: Path) -> None:
     if _same_file(folder, out_folder):
         raise PredictError(f"output folder {out_folder} is the input folder; predict never overwrites its input")
     if out_folder.exists() and not out_folder.is_dir():
         raise PredictError(f"output {out_folder} exists and is not a folder")
-    images = sorted(p for p in folder.iterdir() if _is_picture(p))
-    if not images:
-        raise PredictError(f"{folder}: no pictures ({', '.join(IMAGE_EXTS)}) found")
-    outputs = [out_folder / f"{p.stem}.png" for p in images]
+    if NIFTI.search(out_folder.name) or out_folder.suffix.lower() in IMAGE_EXTS:
+        raise PredictError(f"output {out_folder} looks like a file; a folder of inputs needs an output folder")
+
+
+def _batch(items: list, outputs: list[Path], folder: Path, force: bool, what: str) -> None:
+    """Check a folder's planned outputs before writing any: distinct names, none an input, none existing."""
+    if not items:
+        raise PredictError(f"{folder}: no {what} found")
     if len(set(outputs)) != len(outputs):
-        raise PredictError(f"{folder}: several pictures share a stem, so their masks would collide")
-    for p, o in zip(images, outputs):
-        check_output(o, [p], force)
-    return [predict_png(pred, p, o, opts, force, i) for i, (p, o) in enumerate(zip(images, outputs))]
+        raise PredictError(f"{folder}: several {what} share a name, so their masks would collide")
+    for item, out in zip(items, outputs):
+        check_output(out, [item], force)
+
+
+def _progress(items, desc: str, progress: bool):
+    from tqdm.auto import tqdm
+    return tqdm(items, desc=desc, disable=not progress or len(items) < 2)
+
+
+def predict_png_folder(pred: Predictor, folder: str | Path, out_folder: str | Path, opts: PredictOptions = PredictOptions(),
+                       force: bool = False, progress: bool = True) -> list[dict]:
+    """Every picture in `folder` -> `out_folder/<stem>.png`; all outputs are checked before any is written."""
+    folder, out_folder = Path(folder), Path(out_folder)
+    _output_folder(folder, out_folder)
+    images = sorted(p for p in folder.iterdir() if _is_picture(p))
+    outputs = [out_folder / f"{p.stem}.png" for p in images]
+    _batch(images, outputs, folder, force, f"pictures ({', '.join(IMAGE_EXTS)})")
+    return [predict_png(pred, p, o, opts, force, i)
+            for i, (p, o) in enumerate(_progress(list(zip(images, outputs)), "predict", progress))]
+
+
+def _nifti_stem(path: Path) -> str:
+    return NIFTI.sub("", path.name)
+
+
+def predict_nifti_folder(pred: Predictor, folder: str | Path, out_folder: str | Path,
+                         uncertainty: str | Path | None = None, modalities: Sequence[str] | None = None,
+                         brain_mask: str | Path | None = "auto", opts: PredictOptions = PredictOptions(),
+                         force: bool = False, progress: bool = True) -> list[dict]:
+    """A folder of scans -> `out_folder/<name>.nii.gz` each (`uncertainty`: a folder for the std maps).
+
+    The scans are the subject folders inside `folder` (one per subject, per-modality NIfTI files), or,
+    for a single-channel checkpoint, the NIfTI files directly inside it (one volume each). Every output
+    is checked before the first is written.
+    """
+    folder, out_folder = Path(folder), Path(out_folder)
+    _output_folder(folder, out_folder)
+    subjects = sorted(d for d in folder.iterdir() if d.is_dir() and any(_is_nifti(f) for f in d.iterdir()))
+    files = sorted(f for f in folder.iterdir() if _is_nifti(f))
+    if subjects:
+        items, names = subjects, [d.name for d in subjects]
+    elif files and pred.in_channels == 1:
+        items, names = files, [_nifti_stem(f) for f in files]
+    else:
+        raise PredictError(f"{folder}: a folder of scans holds one subject folder per scan (or, for a 1-channel "
+                           f"checkpoint, one NIfTI volume per scan); this checkpoint takes {pred.in_channels} channels")
+    outputs = [out_folder / f"{n}.nii.gz" for n in names]
+    std_dir = Path(uncertainty) if uncertainty is not None else None
+    stds = [std_dir / f"{n}_std.nii.gz" for n in names] if std_dir is not None else [None] * len(items)
+    _batch(items, outputs, folder, force, "scans")
+    for item, s in zip(items, stds):
+        if s is not None:
+            check_output(s, [item], force)
+    results = []
+    for item, out, std in _progress(list(zip(items, outputs, stds)), "predict", progress):
+        if item.is_dir():
+            results.append(predict_subject(pred, item, out, std, modalities, brain_mask, opts, force))
+        else:
+            bm = None if brain_mask in ("auto", "none", None) else brain_mask
+            results.append(predict_nifti(pred, [item], out, std, bm, opts, force))
+    return results
 
 
 def predict_path(pred: Predictor, inputs: Sequence[str | Path], output: str | Path, uncertainty: str | Path | None = None,
@@ -448,8 +509,12 @@ def predict_path(pred: Predictor, inputs: Sequence[str | Path], output: str | Pa
             raise PredictError(f"input {p} does not exist")
     if len(paths) == 1 and paths[0].is_dir():
         folder = paths[0]
-        if any(_is_nifti(f) for f in folder.iterdir()):
+        many_volumes = pred.in_channels == 1 and not NIFTI.search(Path(output).name)
+        if any(_is_nifti(f) for f in folder.iterdir()) and not many_volumes:
             return predict_subject(pred, folder, output, uncertainty, modalities, brain_mask, opts, force)
+        if any(_is_nifti(f) for f in folder.iterdir()) or any(
+                d.is_dir() and any(_is_nifti(f) for f in d.iterdir()) for d in folder.iterdir()):
+            return predict_nifti_folder(pred, folder, output, uncertainty, modalities, brain_mask, opts, force)
         if any(_is_picture(f) for f in folder.iterdir()):
             if uncertainty is not None:
                 raise PredictError("--uncertainty is written for NIfTI input only")
@@ -464,8 +529,8 @@ def predict_path(pred: Predictor, inputs: Sequence[str | Path], output: str | Pa
         if uncertainty is not None:
             raise PredictError("--uncertainty is written for NIfTI input only")
         return predict_png(pred, paths[0], output, opts, force)
-    raise PredictError("input must be one subject folder, one or more NIfTI files (channel order), one picture "
-                       f"or one folder of pictures; got {', '.join(str(p) for p in paths)}")
+    raise PredictError("input must be one subject folder, one or more NIfTI files (channel order), one picture, "
+                       f"a folder of pictures or a folder of subject folders; got {', '.join(str(p) for p in paths)}")
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -478,12 +543,13 @@ def add_parser(subparsers) -> None:
                               formatter_class=HELP_FMT)
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="a subject folder of per-modality NIfTI files, NIfTI file(s) in channel order, one picture "
-                        "(PNG), or a folder of pictures")
+                        "(PNG), a folder of pictures, or a folder of scans (subject folders; for a 1-channel "
+                        "checkpoint also NIfTI volumes) with an output folder")
     p.add_argument("-i", "--input", dest="input_flags", metavar="PATH", nargs="+", action="extend", default=[],
                    help="the same as INPUT, as an option (README form: --input scan.png --output mask.png)")
     p.add_argument("-o", "--output", required=True, help="mask to write (.nii.gz for volumes, .png for a picture) "
                                                          "or an output folder for a folder of pictures")
-    p.add_argument("--ckpt", required=True, help="checkpoint (OUT/ckpt.pt) or EMA snapshot")
+    p.add_argument("--ckpt", required=True, help="checkpoint (OUT/ckpt.pt), EMA snapshot, or a pretrained name (e.g. lgg-tiny64)")
     p.add_argument("--weights", choices=["ema", "model"], default="ema", help="EMA (default) or online weights")
     p.add_argument("--modalities", default=None, help="comma-separated modality names inside a subject folder, in "
                                                       "channel order (default: the training spec's or the detected "

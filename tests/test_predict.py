@@ -268,3 +268,46 @@ def test_compiled_predictor_matches_eager(ckpt1):
     assert compiled_pred.model.state_dict().keys() == load_predictor(ckpt1, device="cpu").model.state_dict().keys()
     assert (compiled[0] == eager[0]).float().mean() > 0.999
     assert torch.allclose(compiled[1], eager[1], atol=1e-4)
+
+
+def test_folder_of_subject_folders_to_mask_folder(data_root, ckpt2, tmp_path, capsys):
+    subject = data_root / "brats2015" / SUBJECT
+    subjects = tmp_path / "subjects"
+    subjects.mkdir()
+    for name in ("case_a", "case_b"):
+        (subjects / name).symlink_to(subject, target_is_directory=True)
+    a, b = _two_slices(subject)
+    out = tmp_path / "masks"
+    rc, stdout, err = _run(capsys, subjects, "-o", out, "--ckpt", ckpt2, "--slices", f"{a}:{b}", "--device", "cpu")
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["case_a.nii.gz", "case_b.nii.gz"]
+    ref = nib.load(str(subject / "Flair_subtrMeanDivStd.nii.gz"))
+    for p in out.iterdir():
+        got = nib.load(str(p))
+        assert got.shape == ref.shape and np.allclose(got.affine, ref.affine)
+    rc, _, err = _run(capsys, subjects, "-o", out, "--ckpt", ckpt2, "--slices", f"{a}:{b}", "--device", "cpu")
+    assert rc == 2 and "already exists" in err                       # refused without --force
+    rc, _, err = _run(capsys, subjects, "-o", tmp_path / "one.nii.gz", "--ckpt", ckpt2, "--device", "cpu")
+    assert rc == 2 and "looks like a file" in err
+
+
+def test_folder_of_single_channel_volumes(ckpt1, tmp_path):
+    src = tmp_path / "volumes"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    affines = {}
+    for i, name in enumerate(("us_1.nii.gz", "us_2.nii")):
+        affine = np.diag([0.5 + i, 0.7, 2.0, 1.0])
+        affine[:3, 3] = [10.0 * i, -5.0, 3.0]
+        nib.save(nib.Nifti1Image(rng.random((40, 36, 3)).astype(np.float32), affine), str(src / name))
+        affines[name.split(".")[0]] = affine
+    pred = P.load_predictor(ckpt1, device="cpu")
+    out = tmp_path / "masks"
+    written = P.predict_path(pred, [src], out, opts=P.PredictOptions(slices="all"))
+    assert len(written) == 2 and sorted(p.name for p in out.iterdir()) == ["us_1.nii.gz", "us_2.nii.gz"]
+    for stem, affine in affines.items():
+        got = nib.load(str(out / f"{stem}.nii.gz"))
+        assert got.shape == (40, 36, 3) and np.allclose(got.affine, affine)
+        assert set(np.unique(np.asarray(got.dataobj))) <= {0, 1}
+    with pytest.raises(P.PredictError, match="never overwrites its input"):
+        P.predict_path(pred, [src], src, force=True)
