@@ -301,3 +301,28 @@ def test_benchmark_help_states_each_default_once(script):
     assert _options_with_two_defaults(out) == []
     assert _options_with_two_defaults("  --x X  thing (default: a) (default: None)\n  --y  ok (default: 1)") == \
         ["--x X  thing (default: a) (default: None)"]
+
+
+def test_level_sweep_scores_every_checkpoint_and_refuses_the_test_split(tmp_path):
+    from dataclasses import replace as _replace
+
+    from ctslib.config import preset
+    from ctslib.data import open_dataset
+    from ctslib.train import RunOptions, train
+    ds = open_dataset("phantom:8", "train", 32)
+    mcfg, tcfg = preset("test32", None, ds.in_channels)
+    for seed in (0, 1):
+        train(mcfg, _replace(tcfg, steps=1, batch_size=4, seed=seed), ds, None,
+              RunOptions(out=str(tmp_path / "runs" / f"seed{seed}"), max_steps=1, eval_every=0, progress=False,
+                         device="cpu"), data_spec="phantom:8")
+    sweep = _load("level_sweep")
+    out = tmp_path / "sweep.json"
+    assert sweep.main(["--data", "phantom:8", "--work-dir", str(tmp_path / "runs"), "--levels", "0.1,2",
+                       "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert sorted(result["checkpoints"]) == ["seed0/ckpt.pt", "seed1/ckpt.pt"]
+    assert result["best_tau"] in (0.1, 2.0) and result["split"] == "val"
+    means = result["multistep_mean"]
+    assert means[str(result["best_tau"])] == max(means.values())
+    with pytest.raises(SystemExit):
+        sweep.main(["--data", "phantom:8", "--work-dir", str(tmp_path / "runs"), "--split", "test"])
