@@ -561,6 +561,7 @@ def cmd_reproduce(args) -> int:
     for sub in ("notebooks", "figures", "results"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     data = absolute_data(args.data)
+    os.environ["CTS_HEADLESS"] = "1"      # the kernels inherit it: widgets draw once as plain output (viz.interactive)
     values = {"PROFILE": args.profile, "DATA": data, "OUT": str(out), "DEVICE": args.device}
     if args.steps is not None:
         values["STEPS"] = args.steps

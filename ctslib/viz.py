@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -23,6 +24,26 @@ OVERLAY_ALPHA = 0.45
 
 
 # ----------------------------------------------------------------------------------- basics
+
+HEADLESS_ENV = "CTS_HEADLESS"   # set by `reproduce` and the test run: notebooks executed without a browser
+
+
+def interactive(show, **controls):
+    """``ipywidgets.interactive(show, **controls)``, except in headless runs ($CTS_HEADLESS=1).
+
+    Executed headlessly (papermill, nbval) no one can move a slider, and nbclient can miss the
+    kernel's idle message when a cell's first widget draw is captured into an Output widget
+    (jupyter/nbclient#312): the run then hangs. There the callback draws once at the sliders'
+    defaults as plain cell output (so it is still executed) and the sliders come back unwired.
+    In JupyterLab the widget draws into itself and redraws on every change (tests/test_browser.py
+    drives it in a real browser).
+    """
+    import ipywidgets as w
+    if os.environ.get(HEADLESS_ENV, "").strip() not in ("", "0"):
+        show(**{name: control.value for name, control in controls.items()})
+        return w.VBox([*controls.values(), w.HTML("<i>headless run: the sliders move in JupyterLab</i>")])
+    return w.interactive(show, **controls)
+
 def _plt():
     import matplotlib.pyplot as plt
     return plt
@@ -138,7 +159,7 @@ def scalings_widget():
         ax.legend(fontsize=7)
         _plt().show()
 
-    return w.interactive(
+    return interactive(
         show,
         sigma=w.FloatLogSlider(value=1.0, base=10, min=math.log10(precond.SIGMA_MIN), max=math.log10(precond.SIGMA_MAX),
                                step=0.05, description="sigma", continuous_update=False),
@@ -190,7 +211,7 @@ def noising_widget(mask_pm1: torch.Tensor):
         _noising_row(axes[0], mask_pm1, sigma)
         _plt().show()
 
-    return w.interactive(show, sigma=w.FloatLogSlider(value=0.5, base=10, min=-2.7, max=1.9, step=0.1,
+    return interactive(show, sigma=w.FloatLogSlider(value=0.5, base=10, min=-2.7, max=1.9, step=0.1,
                                                       description="sigma", continuous_update=False))
 
 
@@ -232,7 +253,7 @@ def schedule_widget(total_steps: int = 600_000):
         ax.set_title(f"k={k:,}: N(k)={n}, mu(k)={schedules.ct_target_decay(k, total_steps):.5f}", fontsize=9)
         _plt().show()
 
-    return w.interactive(show, k=w.IntSlider(value=1000, min=0, max=total_steps, step=1000, description="k",
+    return interactive(show, k=w.IntSlider(value=1000, min=0, max=total_steps, step=1000, description="k",
                                              continuous_update=False))
 
 
@@ -303,7 +324,7 @@ def diffusion_widget(plane: np.ndarray):
         _plt().show()
 
     slider = dict(continuous_update=False)
-    return w.interactive(show, kappa=w.FloatLogSlider(value=0.2, base=10, min=-2, max=0, step=0.1, **slider),
+    return interactive(show, kappa=w.FloatLogSlider(value=0.2, base=10, min=-2, max=0, step=0.1, **slider),
                          iterations=w.IntSlider(value=5, min=0, max=50, **slider),
                          gamma=w.FloatSlider(value=0.1, min=0.01, max=0.25, step=0.01, **slider),
                          option=w.Dropdown(options=[("exp (keeps edges)", 1), ("rational", 2)], value=1))
@@ -329,7 +350,7 @@ def slice_viewer_widget(volume: np.ndarray, mask: np.ndarray, names: Sequence[st
         _slice_row(axes[0], volume, mask, z, names)
         _plt().show()
 
-    return w.interactive(show, z=w.IntSlider(value=best_slice(mask), min=0, max=volume.shape[-1] - 1,
+    return interactive(show, z=w.IntSlider(value=best_slice(mask), min=0, max=volume.shape[-1] - 1,
                                              description="slice", continuous_update=False))
 
 
@@ -472,7 +493,7 @@ def uncertainty_widget(images, masks, seg):
         _uncertainty_row(axes[0], images[item], masks[item], seg, item)
         _plt().show()
 
-    return w.interactive(show, item=w.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="item",
+    return interactive(show, item=w.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="item",
                                                 continuous_update=False))
 
 
@@ -482,6 +503,39 @@ def plot_uncertainty(images, masks, seg, save=None, max_rows: int = 4):
     fig, axes = _grid(rows, 4, 2.5)
     for r in range(rows):
         _uncertainty_row(axes[r], images[r], masks[r], seg, r)
+    return finish(fig, save)
+
+
+def _case_row(axes, image, gt, pred, std, title: str):
+    overlay(axes[0], image, gt, wrap_label(title))
+    overlay(axes[1], image, pred, "one-step mask")
+    im = axes[2].imshow(_np(std).squeeze(), cmap="magma", vmin=0, vmax=1)
+    axes[2].set_title("ensemble std", fontsize=9)
+    axes[2].set_axis_off()
+    _plt().colorbar(im, ax=axes[2], fraction=0.046)
+
+
+def cases_widget(images, masks, one_step, ensemble, names: Sequence[str], dice: Sequence[float]):
+    """Slider over cases: image + expert mask, the one-step mask (with its Dice), the ensemble's std map."""
+    import ipywidgets as w
+
+    def show(case):
+        fig, axes = _grid(1, 3, 2.8)
+        _case_row(axes[0], images[case], masks[case], one_step.mask[case], ensemble.std[case],
+                  f"{names[case]} Dice {dice[case]:.2f}")
+        _plt().show()
+
+    return interactive(show, case=w.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="case",
+                                                continuous_update=False))
+
+
+def plot_cases(images, masks, one_step, ensemble, names: Sequence[str], dice: Sequence[float], save=None,
+               max_rows: int = 4):
+    """Static figure of the first cases: expert mask, one-step mask with its Dice, ensemble std."""
+    rows = min(max_rows, images.shape[0])
+    fig, axes = _grid(rows, 3, 2.6)
+    for r in range(rows):
+        _case_row(axes[r], images[r], masks[r], one_step.mask[r], ensemble.std[r], f"{names[r]} Dice {dice[r]:.2f}")
     return finish(fig, save)
 
 
@@ -581,7 +635,7 @@ def multistep_widget(model, images, masks):
         _plt().show()
 
     slider = dict(continuous_update=False)
-    return w.interactive(show, item=w.IntSlider(value=0, min=0, max=len(images) - 1, **slider),
+    return interactive(show, item=w.IntSlider(value=0, min=0, max=len(images) - 1, **slider),
                          two_step=w.Checkbox(value=True, description="two steps"),
                          tau=w.FloatLogSlider(value=0.8, base=10, min=-1, max=1.5, step=0.05, **slider))
 

@@ -1,4 +1,7 @@
 """Figure helpers that are plain functions (the figures themselves run in the notebooks)."""
+import ipywidgets as w
+
+from ctslib import viz
 from ctslib.viz import wrap_label
 
 
@@ -10,3 +13,16 @@ def test_panel_titles_are_wrapped_never_cut():
     long = wrap_label("TCGA_CS_4941_19960909_" * 3 + ":7")
     assert len(long.splitlines()) == 2 and "..." in long.replace("\n", "")
     assert long.replace("\n", "").startswith("TCGA_CS") and long.endswith(":7")
+
+
+def test_headless_widgets_draw_once_unwired_and_live_ones_are_interactive(monkeypatch):
+    calls = []
+    slider = dict(k=w.IntSlider(value=3, min=0, max=5))
+    monkeypatch.setenv(viz.HEADLESS_ENV, "1")
+    headless = viz.interactive(lambda k: calls.append(k), **slider)
+    assert calls == [3] and not isinstance(headless, w.interactive)       # the callback ran once, at the default
+    slider["k"].value = 4
+    assert calls == [3]                                                    # and is not wired to the slider
+    monkeypatch.setenv(viz.HEADLESS_ENV, "0")
+    live = viz.interactive(lambda k: calls.append(k), k=w.IntSlider(value=1, min=0, max=5))
+    assert isinstance(live, w.interactive)
