@@ -47,7 +47,7 @@ from ctslib.baselines.packed import source_kind  # noqa: E402
 from ctslib.cli import HELP_FMT  # noqa: E402
 from ctslib.config import RECIPES, override, preset, with_recipe, with_variant  # noqa: E402
 from ctslib.device import autocast, pick_device  # noqa: E402
-from ctslib.evaluate import EvalOptions, dice_by_noise_level, evaluate, resolution_ceiling  # noqa: E402
+from ctslib.evaluate import DEFAULT_LEVELS, EvalOptions, dice_by_noise_level, evaluate, resolution_ceiling  # noqa: E402
 from ctslib.io_utils import write_json_atomic  # noqa: E402
 from ctslib.losses import ConsistencyLoss  # noqa: E402
 from ctslib.model import CTSModel, count_parameters  # noqa: E402
@@ -112,7 +112,7 @@ def parse_args(argv=None):
                    help="headline Dice: per_volume (per patient) for LGG/BraTS, per_slice (per image) otherwise")
     p.add_argument("--cts-outputs", default="one_step,ensemble,aux_head",
                    help="CTS outputs to score: one_step, multistep, ensemble, aux_head")
-    p.add_argument("--levels", default="0.8", help="CTS multistep levels after sigma_max (if multistep is scored)")
+    p.add_argument("--levels", default=",".join(map(str, DEFAULT_LEVELS)), help="CTS multistep levels after sigma_max (if multistep is scored)")
     p.add_argument("--members", type=int, default=5, help="ensemble size E (CTS ensemble and diffusion)")
     p.add_argument("--diffusion-steps", type=int, default=20, help="diffusion sampler steps N")
     p.add_argument("--diffusion-solver", choices=["heun", "euler"], default="heun", help="diffusion sampler")

@@ -121,13 +121,14 @@ def cmd_train(args) -> int:
 
 
 def _add_evaluate(sub):
+    from .evaluate import DEFAULT_LEVELS
     p = sub.add_parser("evaluate", help="score a checkpoint on a dataset split", formatter_class=HELP_FMT)
-    p.add_argument("--ckpt", required=True, help="checkpoint (OUT/ckpt.pt) or EMA snapshot")
+    p.add_argument("--ckpt", required=True, help="checkpoint (OUT/ckpt.pt), EMA snapshot, or a pretrained name (e.g. lgg-tiny64)")
     p.add_argument("--data", default=None, help="dataset spec (default: the one the checkpoint was trained on)")
     p.add_argument("--split", default="test", help="split to score")
     p.add_argument("--weights", choices=["ema", "model"], default="ema", help="EMA (default) or online weights")
     p.add_argument("--outputs", default="one_step,multistep,ensemble,aux_head", help="comma-separated outputs to score")
-    p.add_argument("--levels", default="0.8", help="multistep levels after sigma_max, comma-separated (choose on val)")
+    p.add_argument("--levels", default=",".join(map(str, DEFAULT_LEVELS)), help="multistep levels after sigma_max, comma-separated (choose on val)")
     p.add_argument("--members", type=int, default=5, help="ensemble size E")
     p.add_argument("--limit", type=int, default=None, help="score at most this many items")
     p.add_argument("--batch-size", type=int, default=16, help="evaluation batch size")

@@ -26,10 +26,15 @@ OUTPUTS = ("one_step", "multistep", "ensemble", "aux_head")
 GRIDS = ("native", "model")
 
 
+# The 2-step sampler's second level tau: chosen on the DDTI val split with the anchored recipe
+# (benchmarks/level_sweep.py -> benchmarks/results/level_sweep_ddti_val.json; docs/method.md section 9.7).
+DEFAULT_LEVELS: tuple[float, ...] = (0.05,)
+
+
 @dataclass
 class EvalOptions:
     outputs: tuple[str, ...] = OUTPUTS
-    levels: tuple[float, ...] = (0.8,)     # multistep levels after sigma_max; choose them on the val split
+    levels: tuple[float, ...] = DEFAULT_LEVELS   # multistep levels after sigma_max; choose them on the val split
     members: int = 5                       # ensemble size E
     batch_size: int = 16
     limit: int | None = None               # score only the first `limit` items (quick profiles)
@@ -121,7 +126,7 @@ def resolution_ceiling(dataset: Dataset, opts: EvalOptions = EvalOptions()) -> d
     return {name: {**s.summary(), "grid": "native"} for name, s in scores.items()}
 
 
-def cts_segmenter(model: CTSModel, outputs: Sequence[str] = ("one_step", "aux_head"), levels=(0.8,),
+def cts_segmenter(model: CTSModel, outputs: Sequence[str] = ("one_step", "aux_head"), levels=DEFAULT_LEVELS,
                   members: int = 5, mask_encoding: str = "pm1") -> Segmenter:
     """CTS outputs by name: one_step, multistep (at `levels`), ensemble (E=`members`), aux_head."""
     model.eval()
