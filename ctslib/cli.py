@@ -176,14 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_train(sub)
     _add_evaluate(sub)
-    for extra in ("predict", "reproduce"):
-        try:
-            module = __import__(f"ctslib.{extra}", fromlist=["add_parser"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"ctslib.{extra}":   # only a subcommand not written yet is optional;
-                raise                            # a broken import inside one must not hide it
-            continue
-        module.add_parser(sub)
+    from . import predict, reproduce
+    predict.add_parser(sub)
+    reproduce.add_parser(sub)
     return parser
 
 

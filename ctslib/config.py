@@ -259,11 +259,6 @@ def with_variant(model: ModelConfig, variant: str) -> ModelConfig:
     return replace(model, variant=variant)
 
 
-def to_dict(cfg) -> dict:
-    """A JSON-friendly dict of a (nested) config dataclass."""
-    return dataclasses.asdict(cfg)
-
-
 def model_config_from_dict(d: dict) -> ModelConfig:
     d = dict(d)
     d["denoiser"] = DenoiserConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["denoiser"].items()})
