@@ -1,28 +1,16 @@
-"""Atomic checkpoint files: write to a temporary file in the same folder, fsync, then rename."""
+"""Checkpoint files: written atomically (io_utils.write_bytes_atomic, fsynced), read with a clear error."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from .io_utils import write_bytes_atomic
+
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """torch.save to `path` atomically: a crash mid-write never leaves a truncated checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """torch.save to `path` atomically (fsynced): a crash mid-write never leaves a truncated checkpoint."""
+    write_bytes_atomic(path, lambda f: torch.save(state, f), fsync=True)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -23,7 +23,6 @@ an existing output is refused unless ``force=True`` (``--force``).
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -39,6 +38,7 @@ from .data.preprocess import brain_mask as default_brain
 from .data.readers import read_nifti, read_picture, to_channels
 from .data.volumes import LAYOUTS, NIFTI, VolumeConfig, match_file
 from .device import autocast, modules_in_layout, pick_device, use_channels_last
+from .io_utils import atomic_write as _atomic_write
 from .sampling import segment
 
 OUTPUT_KINDS = ("consistency", "aux")
@@ -238,21 +238,8 @@ def _suffix(path: Path) -> str:
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp) for a temporary file beside `path` (same extension), then os.replace it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + _suffix(path), dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)                   # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """`io_utils.atomic_write` keeping the output's extension (nibabel and PIL pick the format from it)."""
+    _atomic_write(path, write, suffix=_suffix(Path(path)))
 
 
 def _nifti_like(data: np.ndarray, ref, dtype, cal: tuple[float, float]):

@@ -18,7 +18,6 @@ import datetime as _dt
 import json
 import lzma
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from ..data.base import SegDataset
+from ..io_utils import atomic_write
 
 FORMAT = "ctslib-packed-v1"
 
@@ -54,17 +54,7 @@ def _unxz(blob: np.ndarray, dtype: str, shape) -> np.ndarray:
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
 
 
 def pack_splits(spec: str, image_size: int, splits: Sequence[str], out: str | os.PathLike,

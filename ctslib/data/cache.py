@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from ..io_utils import write_bytes_atomic
 
 CACHE_VERSION = 1
 
@@ -42,29 +43,14 @@ def digest(*parts: object) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def save_npy(path: Path, array: np.ndarray) -> None:
     """Atomically write ``array`` as .npy (temp file + os.replace)."""
-    _atomic_write(Path(path), lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+    write_bytes_atomic(Path(path), lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
 
 def save_json(path: Path, obj) -> None:
     """Atomically write ``obj`` as JSON."""
-    _atomic_write(Path(path), lambda f: f.write(json.dumps(obj).encode()))
+    write_bytes_atomic(Path(path), lambda f: f.write(json.dumps(obj).encode()))
 
 
 def load_npy(path: Path, mmap: bool = False) -> np.ndarray | None:
