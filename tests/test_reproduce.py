@@ -42,12 +42,13 @@ def test_reproduce_is_a_cli_subcommand_with_help_on_every_flag():
     for action in flags:
         assert action.help and action.help.strip(), action.option_strings
     args = parser.parse_args([])
-    assert (args.profile, args.data, args.kernel) == ("quick", "phantom", "python3")
+    assert (args.profile, args.data, args.kernel) == ("quick", "sample", "python3")
 
 
 def test_discover_orders_notebooks_and_filters_them():
     names = [p.stem for p in reproduce.discover()]
-    assert names[:5] == ["01_consistency_math", "02_data_preparation", "03_training", "04_ablation", "05_convergence"]
+    assert names[:6] == ["00_quickstart", "01_consistency_math", "02_data_preparation", "03_training", "04_ablation",
+                         "05_convergence"]
     assert [p.stem for p in reproduce.discover(only="05,01")] == ["01_consistency_math", "05_convergence"]
     assert [p.stem for p in reproduce.discover(only="03_training")] == ["03_training"]
     assert reproduce.discover(only="99") == []
