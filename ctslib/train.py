@@ -258,8 +258,13 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
 
 
 def build_model_from_checkpoint(path: str | Path, weights: str = "ema", map_location="cpu") -> tuple[CTSModel, dict]:
-    """Rebuild a CTSModel from a checkpoint or snapshot; weights = "ema" (default) or "model" (online)."""
+    """Rebuild a CTSModel from a checkpoint or snapshot; weights = "ema" (default) or "model" (online).
+
+    `path` may also be a pretrained name (``ctslib.pretrained_names()``), checked against its SHA-256.
+    """
     from .config import model_config_from_dict, train_config_from_dict
+    from .pretrained import resolve_checkpoint
+    path = resolve_checkpoint(path)
     state = load_checkpoint(path, map_location=map_location)
     cfg = model_config_from_dict(state["model_cfg"])
     model = CTSModel(cfg)

@@ -1,0 +1,250 @@
+"""Retrain a shipped pretrained checkpoint from scratch, score it on its test split, write its model card.
+
+    python scripts/build_pretrained.py lgg-tiny64 --data-root "$CTS_DATA_ROOT"           # retrain + card
+    python scripts/build_pretrained.py ddti-tiny64 --data-root "$CTS_DATA_ROOT" --check  # rescore the committed file
+
+A build trains the named recipe (RECIPES below: preset, data set, steps, seed) on the full set's
+train split with `ctslib.train.train`, exports the EMA weights in half precision
+(`ctslib.pretrained.export_compact`), scores *that exported file* on the test split with the
+evaluation protocol (docs/evaluation.md: hard masks, fixed thresholds, the files' own grid, per
+patient for LGG, per image for DDTI, bootstrap CIs), and writes `ctslib/weights/<name>.pt`, its
+registry entry (SHA-256, scores, command, run time) and the model card `ctslib/weights/<name>.md`.
+`--check` rescores the committed file the same way and fails if any score differs from the
+registry's (the model card is generated from the registry, so it cannot drift either).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ctslib.cli import HELP_FMT  # noqa: E402
+from ctslib.config import preset, with_variant  # noqa: E402
+from ctslib.data import open_dataset  # noqa: E402
+from ctslib.evaluate import EvalOptions, evaluate  # noqa: E402
+from ctslib.pretrained import (WEIGHTS_DIR, PretrainedError, export_compact, load_pretrained, pretrained_entry,  # noqa: E402
+                               write_registry_entry)
+from ctslib.train import RunOptions, build_model_from_checkpoint, train  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a pretrained checkpoint is: data set, preset, variant, run length, seed, multistep level."""
+    kind: str            # lgg or ddti (a folder of the data root)
+    preset: str
+    variant: str
+    steps: int
+    seed: int
+    level: str           # per_volume (LGG: per patient) or per_slice (DDTI: per image)
+    tau: float           # the 2-step sampler's second level, chosen on the val split (docs/method.md section 9)
+    data_name: str
+    licence: str
+    citation: str
+
+
+LGG_LICENCE = "CC BY-NC-SA 4.0 (the LGG Segmentation Dataset, from TCIA's TCGA-LGG collection)"
+DDTI_LICENCE = "DDTI open-access research database: non-commercial research and teaching use, with citation"
+RECIPES = {
+    "lgg-tiny64": Recipe("lgg", "tiny64", "cts_m", 400, 0, "per_volume", 0.05, "LGG brain MRI (FLAIR abnormality)",
+                         LGG_LICENCE, "Buda, Saha, Mazurowski, Computers in Biology and Medicine 109 (2019) 218-225"),
+    "ddti-tiny64": Recipe("ddti", "tiny64", "cts_m", 400, 0, "per_slice", 0.05, "DDTI thyroid ultrasound (nodule crops)",
+                          DDTI_LICENCE, "Pedraza et al., Proc. SPIE 9287, 92870W (2015)"),
+}
+OUTPUTS = ("one_step", "multistep", "ensemble", "aux_head")
+
+
+def scores(model, test_set, recipe: Recipe, mask_encoding: str) -> dict:
+    """Headline scores of every output on the test split: Dice, IoU, HD95 (mean, std, 95% CI where given)."""
+    opts = EvalOptions(outputs=OUTPUTS, levels=(recipe.tau,), members=5, seed=0, hd95=True, n_bootstrap=1000,
+                       grid="native")
+    results = evaluate(model, test_set, mask_encoding, opts, "cpu")
+    out = {}
+    for name, r in results.items():
+        block = r[recipe.level]
+        # Per image (DDTI) every image is its own case, so the per-case Dice/IoU carry the bootstrap CIs;
+        # HD95 stays the 2-D per-image one (a one-slice "volume" would count every voxel as surface).
+        dice_iou = r["per_volume"] if recipe.level == "per_slice" and r["per_volume"]["n"] == block["n"] else block
+        out[name] = {m: {k: src[m][k] for k in ("mean", "std", "ci95") if k in src[m]}
+                     for m, src in (("dice", dice_iou), ("iou", dice_iou), ("hd95", block))}
+        out[name]["n"] = block["n"]
+    return out
+
+
+def build(name: str, recipe: Recipe, data_root: Path, threads: int) -> dict:
+    spec = f"{recipe.kind}:{data_root / recipe.kind}"
+    size = preset(recipe.preset)[0].image_size
+    train_set = open_dataset(spec, "train", size)
+    mcfg, tcfg = preset(recipe.preset, recipe.variant, train_set.in_channels)
+    tcfg = replace(tcfg, steps=recipe.steps, seed=recipe.seed)
+    work = Path(tempfile.mkdtemp(prefix=f"pretrained-{name}-"))
+    try:
+        t0 = time.perf_counter()
+        run = RunOptions(out=str(work), log_every=max(recipe.steps // 50, 1), eval_every=0, ckpt_every=max(recipe.steps // 10, 1),
+                         device="cpu", progress=True)
+        train(with_variant(mcfg, recipe.variant), tcfg, train_set, None, run, data_spec=recipe.kind)
+        seconds = time.perf_counter() - t0
+        dest = WEIGHTS_DIR / f"{name}.pt"
+        packed = export_compact(work / "ckpt.pt", dest, data_note=recipe.kind)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    model, info = build_model_from_checkpoint(dest, "ema")
+    test_set = open_dataset(spec, "test", size)
+    entry = {
+        "file": dest.name, "sha256": packed["sha256"], "bytes": packed["bytes"], "preset": recipe.preset,
+        "variant": recipe.variant, "data": recipe.kind, "data_name": recipe.data_name, "in_channels": train_set.in_channels,
+        "train_items": len(train_set), "test_items": len(test_set),
+        "test_cases": len({test_set.meta(i)["case"] for i in range(len(test_set))}), "level": recipe.level, "tau": recipe.tau, "steps": recipe.steps,
+        "seed": recipe.seed, "train_config": asdict(info["train_cfg"]), "train_seconds": round(seconds, 1),
+        "threads": threads, "device": "cpu", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+        "licence": recipe.licence, "citation": recipe.citation,
+        "command": f"python scripts/build_pretrained.py {name} --data-root $CTS_DATA_ROOT --threads {threads}",
+        "scores": scores(model, test_set, recipe, info["train_cfg"].mask_encoding),
+    }
+    write_registry_entry(name, entry)
+    return entry
+
+
+def check(name: str, recipe: Recipe, data_root: Path) -> list[str]:
+    """Rescore the committed checkpoint; the differences from its registry entry (empty = it matches)."""
+    entry = pretrained_entry(name)
+    model, info = load_pretrained(name)
+    test_set = open_dataset(f"{recipe.kind}:{data_root / recipe.kind}", "test", model.cfg.image_size)
+    found = scores(model, test_set, recipe, info["train_cfg"].mask_encoding)
+    problems = []
+    card = WEIGHTS_DIR / f"{name}.md"
+    if not card.is_file() or card.read_text() != model_card(name, entry):
+        problems.append(f"model card {card} is missing or differs from the one its registry entry generates")
+    for output, metrics in entry["scores"].items():
+        for metric, stats in metrics.items():
+            if metric == "n":
+                if found[output]["n"] != stats:
+                    problems.append(f"{output} n: card {stats}, rescored {found[output]['n']}")
+                continue
+            a, b = stats["mean"], found[output][metric]["mean"]
+            if abs(a - b) > 1e-4 * max(1.0, abs(a)):
+                problems.append(f"{output} {metric}: card {a:.4f}, rescored {b:.4f}")
+    return problems
+
+
+def rescore(name: str, recipe: Recipe, data_root: Path) -> dict:
+    """Score the committed file again and rewrite its registry scores (same weights, same SHA-256)."""
+    entry = pretrained_entry(name)
+    model, info = load_pretrained(name)
+    test_set = open_dataset(f"{recipe.kind}:{data_root / recipe.kind}", "test", model.cfg.image_size)
+    entry = {**entry, "tau": recipe.tau, "level": recipe.level,
+             "scores": scores(model, test_set, recipe, info["train_cfg"].mask_encoding)}
+    write_registry_entry(name, entry)
+    return entry
+
+
+def _pct(stats: dict) -> str:
+    ci = stats.get("ci95")
+    return f"{100 * stats['mean']:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def _mm(stats: dict) -> str:
+    ci = stats.get("ci95")
+    return f"{stats['mean']:.1f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
+
+
+def model_card(name: str, entry: dict) -> str:
+    """The Markdown model card, generated from the registry entry alone."""
+    unit = "patient (3-D Dice over the patient's slices)" if entry["level"] == "per_volume" else "image"
+    labels = {"one_step": "one-step consistency sample (1 NFE)", "multistep": f"2-step sample (tau = {entry['tau']})",
+              "ensemble": "ensemble of 5 one-step samples", "aux_head": "auxiliary head y_hat (image encoder)"}
+    rows = "\n".join(f"| {labels[o]} | {_pct(s['dice'])} | {_pct(s['iou'])} | {_mm(s['hd95'])} | {s['n']} |"
+                     for o, s in entry["scores"].items())
+    t = entry["train_config"]
+    return f"""# Model card: `{name}`
+
+CTS-M ({entry['variant']}), preset `{entry['preset']}` ({entry['in_channels']}-channel input, 64 x 64),
+trained on **{entry['data_name']}**. Generated by `scripts/build_pretrained.py` from
+`ctslib/weights/registry.json`; do not edit by hand.
+
+## Use
+
+```python
+import ctslib
+model, info = ctslib.load_pretrained("{name}")
+```
+```bash
+python -m ctslib predict --ckpt {name} --input scan.png --output mask.png
+python -m ctslib evaluate --ckpt {name} --split test
+```
+
+## Training
+
+- Data: the `{entry['data']}` set's train split ({entry['train_items']} items; splits fixed by the data set's
+  CSV, by patient or by frame), images resized to 64 x 64.
+- Recipe: `{t['objective']}` with the anchored recipe (anchor beta = {t['anchor']}, {t['anchor_loss']}; sigma_max share
+  {t['sigma_max_share']}; L_S = {t['seg_loss']}, alpha = {t['alpha']}), s1 = {t['s1']}, lr {t['lr']}, batch {t['batch_size']},
+  EMA {t['ema_rate']} (docs/method.md section 9).
+- {entry['steps']} steps, seed {entry['seed']}, {entry['train_seconds'] / 60:.0f} min on {entry['threads']} CPU thread(s),
+  torch {entry['torch']}, {entry['date']}.
+- Weights: EMA only, half precision, {entry['bytes'] / 1e6:.1f} MB, SHA-256 `{entry['sha256']}` (checked on load).
+- Retrain: `{entry['command']}`
+
+## Test-split scores
+
+Per {unit}: {entry['test_items']} test items from {entry['test_cases']} cases; mean with a 95% bootstrap CI where the protocol gives one
+(docs/evaluation.md: hard masks, fixed thresholds, scored on the files' own grid; HD95 in pixels of
+the native grid per image, in voxels per patient volume). Rescored by `python scripts/build_pretrained.py {name} --check`.
+
+| output | Dice % | IoU % | HD95 | n |
+|---|---|---|---|---|
+{rows}
+
+## Licence and limits
+
+- Training data licence: {entry['licence']}. These weights are derived from that data, so the same
+  **non-commercial** terms apply to them. Cite: {entry['citation']}.
+- Research and teaching only. This is **not a medical device**: do not use it for diagnosis,
+  treatment or any clinical decision. It has seen one data set at 64 x 64 pixels from a small
+  CPU budget; expect it to fail on other scanners, protocols, resolutions or anatomy.
+"""
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HELP_FMT)
+    p.add_argument("names", nargs="+", choices=sorted(RECIPES), help="pretrained checkpoints to build or check")
+    p.add_argument("--data-root", default=os.environ.get("CTS_DATA_ROOT", ""),
+                   help="folder with the full lgg/ and ddti/ sets (default: $CTS_DATA_ROOT)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="rescore the committed checkpoints and compare with their cards")
+    mode.add_argument("--rescore", action="store_true", help="rescore the committed checkpoints and rewrite their "
+                                                             "registry scores and cards (no retraining)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = p.parse_args(argv)
+    if not args.data_root:
+        p.error("give --data-root or set CTS_DATA_ROOT (the full data sets)")
+    torch.set_num_threads(args.threads)
+    root = Path(args.data_root).expanduser().resolve()
+    status = 0
+    for name in args.names:
+        recipe = RECIPES[name]
+        if args.check:
+            try:
+                problems = check(name, recipe, root)
+            except PretrainedError as exc:
+                print(f"{name}: {exc}", file=sys.stderr)
+                return 2
+            print(f"{name}: " + ("matches its registry entry and model card" if not problems else "; ".join(problems)))
+            status |= bool(problems)
+            continue
+        entry = rescore(name, recipe, root) if args.rescore else build(name, recipe, root, args.threads)
+        (WEIGHTS_DIR / f"{name}.md").write_text(model_card(name, entry))
+        print(f"{name}: {entry['bytes'] / 1e6:.2f} MB, {entry['train_seconds']:.0f} s, one-step Dice "
+              f"{100 * entry['scores']['one_step']['dice']['mean']:.1f}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
