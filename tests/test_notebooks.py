@@ -22,7 +22,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-EXPECTED = ["01_consistency_math", "02_data_preparation", "03_training", "04_ablation", "05_convergence", "06_sampling"]
+EXPECTED = ["00_quickstart", "01_consistency_math", "02_data_preparation", "03_training", "04_ablation", "05_convergence", "06_sampling"]
 PARAMETERS = ("PROFILE", "DATA", "OUT", "DEVICE")
 MAX_FUNCTION_LINES = 4            # "no function longer than a few lines is defined in a notebook"
 
