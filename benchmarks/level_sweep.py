@@ -21,27 +21,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ctslib.baselines import open_any  # noqa: E402
+from ctslib.baselines.packed import source_kind  # noqa: E402
 from ctslib.cli import HELP_FMT  # noqa: E402
-from ctslib.evaluate import EvalOptions, evaluate  # noqa: E402
+from ctslib.evaluate import EvalOptions, evaluate, headline_level, multistep_sweep  # noqa: E402
 from ctslib.io_utils import write_json_atomic  # noqa: E402
 from ctslib.train import build_model_from_checkpoint  # noqa: E402
-
-
-def headline_level(spec: str) -> str:
-    return "per_volume" if spec.split(":", 1)[0].lower() in ("lgg", "brats") else "per_slice"
 
 
 def sweep_checkpoint(ckpt: Path, dataset, levels: list[float], level_key: str, seed: int) -> dict:
     """{"one_step": Dice, "multistep": {tau: Dice}} of one checkpoint's EMA weights."""
     model, info = build_model_from_checkpoint(ckpt, "ema", map_location="cpu")
     encoding = info["train_cfg"].mask_encoding
-    row = {"multistep": {}}
-    for tau in levels:
-        opts = EvalOptions(outputs=("one_step", "multistep"), levels=(tau,), seed=seed, hd95=False, n_bootstrap=0)
-        results = evaluate(model, dataset, encoding, opts, "cpu")
-        row["one_step"] = results["one_step"][level_key]["dice"]["mean"]
-        row["multistep"][str(tau)] = results["multistep"][level_key]["dice"]["mean"]
-    return row
+    one = evaluate(model, dataset, encoding, EvalOptions(outputs=("one_step",), seed=seed, hd95=False, n_bootstrap=0,
+                                                         progress=False), "cpu")
+    sweep = multistep_sweep(model, dataset, levels, encoding, level_key, seed=seed, device="cpu")
+    return {"one_step": one["one_step"][level_key]["dice"]["mean"],
+            "multistep": {str(tau): r["dice"] for tau, r in sweep.items()}}
 
 
 def main(argv=None) -> int:
@@ -64,7 +59,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     size = build_model_from_checkpoint(ckpts[0])[0].cfg.image_size
     dataset = open_any(args.data, args.split, size)
-    key = headline_level(args.data)
+    key = headline_level(source_kind(args.data))
     rows = {}
     for ckpt in ckpts:
         rows[str(ckpt.relative_to(args.work_dir))] = row = sweep_checkpoint(ckpt, dataset, levels, key, args.seed)

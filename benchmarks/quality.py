@@ -47,7 +47,8 @@ from ctslib.baselines.packed import source_kind  # noqa: E402
 from ctslib.cli import HELP_FMT  # noqa: E402
 from ctslib.config import RECIPES, override, preset, with_recipe, with_variant  # noqa: E402
 from ctslib.device import autocast, pick_device  # noqa: E402
-from ctslib.evaluate import DEFAULT_LEVELS, EvalOptions, dice_by_noise_level, evaluate, resolution_ceiling  # noqa: E402
+from ctslib.evaluate import (DEFAULT_LEVELS, EvalOptions, dice_by_noise_level, evaluate, headline_level,  # noqa: E402
+                             resolution_ceiling)
 from ctslib.io_utils import write_json_atomic  # noqa: E402
 from ctslib.losses import ConsistencyLoss  # noqa: E402
 from ctslib.model import CTSModel, count_parameters  # noqa: E402
@@ -59,7 +60,6 @@ ROWS = {
     "supervised": "Supervised U-Net (h alone)", "supervised_mse": "Supervised U-Net (h alone, L_S = MSE)",
     "diffusion": "Diffusion (EDM on the CTS-M network)",
 }
-PER_VOLUME_KINDS = ("lgg", "brats", "brats-slices")
 NOISE_SIGMAS = (0.002, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0)
 LEVEL_LABEL = {"per_volume": "per-patient Dice", "per_slice": "per-image Dice"}
 
@@ -497,7 +497,7 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; choose from {list(ROWS)}")
     kind = source_kind(args.data)
-    level = args.level if args.level != "auto" else ("per_volume" if kind in PER_VOLUME_KINDS else "per_slice")
+    level = args.level if args.level != "auto" else headline_level(kind)
     size = preset(args.preset)[0].image_size
     train_set = open_any(args.data, "train", size, args.train_limit)
     test_set = open_any(args.data, args.split, size, args.eval_limit)

@@ -26,6 +26,15 @@ OUTPUTS = ("one_step", "multistep", "ensemble", "aux_head")
 GRIDS = ("native", "model")
 
 
+# Dataset kinds whose headline score is per patient (3-D Dice over a patient's slices); the others are per image.
+PER_VOLUME_KINDS = ("lgg", "brats", "brats-slices")
+
+
+def headline_level(kind: str) -> str:
+    """The protocol's headline level for a dataset kind: per_volume for LGG and BraTS, per_slice otherwise."""
+    return "per_volume" if kind in PER_VOLUME_KINDS else "per_slice"
+
+
 # The 2-step sampler's second level tau: chosen on the DDTI val split with the anchored recipe
 # (benchmarks/level_sweep.py -> benchmarks/results/level_sweep_ddti_val.json; docs/method.md section 9.7).
 DEFAULT_LEVELS: tuple[float, ...] = (0.05,)
@@ -159,6 +168,20 @@ def evaluate(model: CTSModel, dataset: Dataset, mask_encoding: str = "pm1", opts
         return evaluate_segmenter(segmenter, dataset, opts, device)
     finally:
         model.train(was_training)
+
+
+def multistep_sweep(model: CTSModel, dataset: Dataset, levels: Sequence[float], mask_encoding: str = "pm1",
+                    level: str = "per_slice", limit: int | None = None, seed: int = 0,
+                    device: torch.device | None = None) -> dict[float, dict[str, float]]:
+    """{tau: {"dice", "iou"}} of the 2-step sampler at each second level tau, at `level` (per_slice or
+    per_volume), without HD95 or bootstrap: how tau is chosen on a validation split, never on test."""
+    out = {}
+    for tau in levels:
+        opts = EvalOptions(outputs=("multistep",), levels=(float(tau),), limit=limit, seed=seed, hd95=False,
+                           n_bootstrap=0, progress=False)
+        r = evaluate(model, dataset, mask_encoding, opts, device)["multistep"][level]
+        out[float(tau)] = {"dice": r["dice"]["mean"], "iou": r["iou"]["mean"]}
+    return out
 
 
 def headline(results: dict) -> dict[str, float | None]:

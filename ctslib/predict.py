@@ -496,11 +496,11 @@ def predict_path(pred: Predictor, inputs: Sequence[str | Path], output: str | Pa
             raise PredictError(f"input {p} does not exist")
     if len(paths) == 1 and paths[0].is_dir():
         folder = paths[0]
+        has_nifti = any(_is_nifti(f) for f in folder.iterdir())
         many_volumes = pred.in_channels == 1 and not NIFTI.search(Path(output).name)
-        if any(_is_nifti(f) for f in folder.iterdir()) and not many_volumes:
+        if has_nifti and not many_volumes:
             return predict_subject(pred, folder, output, uncertainty, modalities, brain_mask, opts, force)
-        if any(_is_nifti(f) for f in folder.iterdir()) or any(
-                d.is_dir() and any(_is_nifti(f) for f in d.iterdir()) for d in folder.iterdir()):
+        if has_nifti or any(d.is_dir() and any(_is_nifti(f) for f in d.iterdir()) for d in folder.iterdir()):
             return predict_nifti_folder(pred, folder, output, uncertainty, modalities, brain_mask, opts, force)
         if any(_is_picture(f) for f in folder.iterdir()):
             if uncertainty is not None:

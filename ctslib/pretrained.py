@@ -61,13 +61,13 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def pretrained_path(name: str, verify: bool = True) -> Path:
+def pretrained_path(name: str) -> Path:
     """The file of a pretrained checkpoint, after checking that it exists and matches its SHA-256."""
     entry = pretrained_entry(name)
     path = WEIGHTS_DIR / entry["file"]
     if not path.is_file():
         raise PretrainedError(f"pretrained checkpoint {name!r}: {path} is missing (retrain: {entry['command']})")
-    if verify and (found := sha256(path)) != entry["sha256"]:
+    if (found := sha256(path)) != entry["sha256"]:
         raise PretrainedError(f"pretrained checkpoint {name!r}: {path} is corrupt (sha256 {found[:12]}... "
                               f"!= {entry['sha256'][:12]}...); restore it from git or retrain: {entry['command']}")
     return path

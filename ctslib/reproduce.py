@@ -424,14 +424,9 @@ def level_sweep(model, dataset, prof: Profile, levels: Sequence[float] = (0.5, 0
                 device: str = "auto", mask_encoding: str = "pm1") -> list[dict]:
     """Validation Dice of two-step sampling for each intermediate level tau (choose tau on val, never on test)."""
     from .device import pick_device
-    from .evaluate import EvalOptions, evaluate
-    rows = []
-    for tau in levels:
-        opts = EvalOptions(outputs=("multistep",), levels=(float(tau),), limit=prof.eval_limit, hd95=False,
-                           n_bootstrap=0, progress=False)
-        r = evaluate(model, dataset, mask_encoding, opts, pick_device(device))["multistep"]["per_slice"]
-        rows.append({"tau": float(tau), "val_dice": r["dice"]["mean"], "val_iou": r["iou"]["mean"]})
-    return rows
+    from .evaluate import multistep_sweep
+    sweep = multistep_sweep(model, dataset, levels, mask_encoding, limit=prof.eval_limit, device=pick_device(device))
+    return [{"tau": tau, "val_dice": r["dice"], "val_iou": r["iou"]} for tau, r in sweep.items()]
 
 
 # ---------------------------------------------------------------------------------- 02: data
@@ -561,7 +556,8 @@ def cmd_reproduce(args) -> int:
     for sub in ("notebooks", "figures", "results"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     data = absolute_data(args.data)
-    os.environ["CTS_HEADLESS"] = "1"      # the kernels inherit it: widgets draw once as plain output (viz.interactive)
+    from .viz import HEADLESS_ENV
+    os.environ[HEADLESS_ENV] = "1"        # the kernels inherit it: widgets draw once as plain output (viz.interactive)
     values = {"PROFILE": args.profile, "DATA": data, "OUT": str(out), "DEVICE": args.device}
     if args.steps is not None:
         values["STEPS"] = args.steps

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ctslib.cli import HELP_FMT  # noqa: E402
 from ctslib.config import preset, with_variant  # noqa: E402
 from ctslib.data import open_dataset  # noqa: E402
-from ctslib.evaluate import EvalOptions, evaluate  # noqa: E402
+from ctslib.evaluate import EvalOptions, evaluate, headline_level  # noqa: E402
 from ctslib.pretrained import (WEIGHTS_DIR, PretrainedError, export_compact, load_pretrained, pretrained_entry,  # noqa: E402
                                write_registry_entry)
 from ctslib.train import RunOptions, build_model_from_checkpoint, train  # noqa: E402
@@ -43,19 +43,26 @@ class Recipe:
     variant: str
     steps: int
     seed: int
-    level: str           # per_volume (LGG: per patient) or per_slice (DDTI: per image)
     tau: float           # the 2-step sampler's second level, chosen on the val split (docs/method.md section 9)
     data_name: str
     licence: str
     citation: str
 
+    @property
+    def level(self) -> str:
+        """per_volume (LGG: per patient) or per_slice (DDTI: per image), as the evaluation protocol says."""
+        return headline_level(self.kind)
+
+    def spec(self, data_root: Path) -> str:
+        return f"{self.kind}:{data_root / self.kind}"
+
 
 LGG_LICENCE = "CC BY-NC-SA 4.0 (the LGG Segmentation Dataset, from TCIA's TCGA-LGG collection)"
 DDTI_LICENCE = "DDTI open-access research database: non-commercial research and teaching use, with citation"
 RECIPES = {
-    "lgg-tiny64": Recipe("lgg", "tiny64", "cts_m", 400, 0, "per_volume", 0.05, "LGG brain MRI (FLAIR abnormality)",
+    "lgg-tiny64": Recipe("lgg", "tiny64", "cts_m", 400, 0, 0.05, "LGG brain MRI (FLAIR abnormality)",
                          LGG_LICENCE, "Buda, Saha, Mazurowski, Computers in Biology and Medicine 109 (2019) 218-225"),
-    "ddti-tiny64": Recipe("ddti", "tiny64", "cts_m", 400, 0, "per_slice", 0.05, "DDTI thyroid ultrasound (nodule crops)",
+    "ddti-tiny64": Recipe("ddti", "tiny64", "cts_m", 400, 0, 0.05, "DDTI thyroid ultrasound (nodule crops)",
                           DDTI_LICENCE, "Pedraza et al., Proc. SPIE 9287, 92870W (2015)"),
 }
 OUTPUTS = ("one_step", "multistep", "ensemble", "aux_head")
@@ -78,8 +85,16 @@ def scores(model, test_set, recipe: Recipe, mask_encoding: str) -> dict:
     return out
 
 
+def rescored(name: str, recipe: Recipe, data_root: Path) -> tuple[dict, dict]:
+    """(registry entry, fresh scores) of the committed checkpoint on its test split."""
+    entry = pretrained_entry(name)
+    model, info = load_pretrained(name)
+    test_set = open_dataset(recipe.spec(data_root), "test", model.cfg.image_size)
+    return entry, scores(model, test_set, recipe, info["train_cfg"].mask_encoding)
+
+
 def build(name: str, recipe: Recipe, data_root: Path, threads: int) -> dict:
-    spec = f"{recipe.kind}:{data_root / recipe.kind}"
+    spec = recipe.spec(data_root)
     size = preset(recipe.preset)[0].image_size
     train_set = open_dataset(spec, "train", size)
     mcfg, tcfg = preset(recipe.preset, recipe.variant, train_set.in_channels)
@@ -114,10 +129,7 @@ def build(name: str, recipe: Recipe, data_root: Path, threads: int) -> dict:
 
 def check(name: str, recipe: Recipe, data_root: Path) -> list[str]:
     """Rescore the committed checkpoint; the differences from its registry entry (empty = it matches)."""
-    entry = pretrained_entry(name)
-    model, info = load_pretrained(name)
-    test_set = open_dataset(f"{recipe.kind}:{data_root / recipe.kind}", "test", model.cfg.image_size)
-    found = scores(model, test_set, recipe, info["train_cfg"].mask_encoding)
+    entry, found = rescored(name, recipe, data_root)
     problems = []
     card = WEIGHTS_DIR / f"{name}.md"
     if not card.is_file() or card.read_text() != model_card(name, entry):
@@ -136,11 +148,8 @@ def check(name: str, recipe: Recipe, data_root: Path) -> list[str]:
 
 def rescore(name: str, recipe: Recipe, data_root: Path) -> dict:
     """Score the committed file again and rewrite its registry scores (same weights, same SHA-256)."""
-    entry = pretrained_entry(name)
-    model, info = load_pretrained(name)
-    test_set = open_dataset(f"{recipe.kind}:{data_root / recipe.kind}", "test", model.cfg.image_size)
-    entry = {**entry, "tau": recipe.tau, "level": recipe.level,
-             "scores": scores(model, test_set, recipe, info["train_cfg"].mask_encoding)}
+    entry, found = rescored(name, recipe, data_root)
+    entry = {**entry, "tau": recipe.tau, "level": recipe.level, "scores": found}
     write_registry_entry(name, entry)
     return entry
 
