@@ -25,7 +25,7 @@ from ctslib.baselines.packed import source_kind  # noqa: E402
 from ctslib.cli import HELP_FMT  # noqa: E402
 from ctslib.evaluate import EvalOptions, evaluate, headline_level, multistep_sweep  # noqa: E402
 from ctslib.io_utils import write_json_atomic  # noqa: E402
-from ctslib.train import build_model_from_checkpoint  # noqa: E402
+from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
 
 
 def sweep_checkpoint(ckpt: Path, dataset, levels: list[float], level_key: str, seed: int) -> dict:

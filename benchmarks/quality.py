@@ -53,7 +53,8 @@ from ctslib.io_utils import write_json_atomic  # noqa: E402
 from ctslib.losses import ConsistencyLoss  # noqa: E402
 from ctslib.model import CTSModel, count_parameters  # noqa: E402
 from ctslib.targets import make_copy  # noqa: E402
-from ctslib.train import RunOptions, StepBatchSampler, build_model_from_checkpoint, build_optimizer, train  # noqa: E402
+from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
+from ctslib.train import RunOptions, StepBatchSampler, build_optimizer, train  # noqa: E402
 
 ROWS = {
     "cts_nm": "CTS-nM", "cts_m": "CTS-M", "cts_fm": "CTS-FM",

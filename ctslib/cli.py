@@ -148,7 +148,7 @@ def cmd_evaluate(args) -> int:
     from .data import DiffusionConfig, open_dataset
     from .device import describe, pick_device
     from .evaluate import EvalOptions, evaluate, format_table
-    from .train import build_model_from_checkpoint
+    from .checkpoint import build_model_from_checkpoint
     device = pick_device(args.device)
     model, info = build_model_from_checkpoint(args.ckpt, args.weights, map_location="cpu")
     model.to(device)

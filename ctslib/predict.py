@@ -94,7 +94,7 @@ def load_predictor(ckpt: str | Path, weights: str = "ema", device: str = "auto",
     compile=True runs the consistency function through torch.compile (nn.Module.compile: the same
     module and state_dict): the first batch pays the compilation, later ones run the fused kernels.
     """
-    from .train import build_model_from_checkpoint
+    from .checkpoint import build_model_from_checkpoint
     if weights not in ("ema", "model"):
         raise PredictError(f"weights must be 'ema' or 'model', got {weights!r}")
     dev = pick_device(device)

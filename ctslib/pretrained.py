@@ -89,7 +89,7 @@ def resolve_checkpoint(ckpt: str | Path) -> Path:
 
 def load_pretrained(name: str, device: str | torch.device = "cpu"):
     """(CTSModel in eval mode, info) of a pretrained checkpoint; info adds the registry entry under "pretrained"."""
-    from .train import build_model_from_checkpoint
+    from .checkpoint import build_model_from_checkpoint
     model, info = build_model_from_checkpoint(pretrained_path(name), "ema", map_location="cpu")
     info["pretrained"] = pretrained_entry(name)
     return model.to(device), info

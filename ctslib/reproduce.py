@@ -271,7 +271,7 @@ def evaluate_checkpoint(path: str | Path, dataset, prof: Profile, outputs=("one_
     """Score the EMA weights of a checkpoint/snapshot on ``dataset`` under the profile's limits."""
     from .device import pick_device
     from .evaluate import EvalOptions, evaluate
-    from .train import build_model_from_checkpoint
+    from .checkpoint import build_model_from_checkpoint
     model, info = build_model_from_checkpoint(path)
     dev = pick_device(device)
     opts = EvalOptions(outputs=tuple(outputs), members=prof.members, limit=prof.eval_limit, hd95=hd95,
@@ -371,7 +371,7 @@ def tutorial_model(out: str | Path, profile_name: str, data: str, train_set, val
     else a short one trained now (the profile's fallback budget; shared with 05's fallback)."""
     from .config import preset
     from .device import pick_device
-    from .train import build_model_from_checkpoint
+    from .checkpoint import build_model_from_checkpoint
     prof = profile(profile_name)
     folder = find_run(out, "03_training", "cts_m", profile_name, data) or find_run(out, "04_ablation", "cts_m",
                                                                                   profile_name, data)

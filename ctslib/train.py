@@ -1,4 +1,4 @@
-"""Training CTS: one readable file (nanoGPT style).
+"""Training: one readable loop (nanoGPT style), `fit`, for CTS (`train`) and the baselines (ctslib.baselines).
 
 Single process (CPU or one GPU):
     python -m ctslib train --preset tiny64 --variant cts_m --data phantom --steps 400 --out runs/quick
@@ -13,15 +13,16 @@ as the teacher instead of theta^-.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
@@ -30,6 +31,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig
 from .device import autocast, describe, in_layout, modules_in_layout, pick_device, use_channels_last
 from .evaluate import EvalOptions, evaluate, headline
+from .logs import append_jsonl
 from .losses import ConsistencyLoss
 from .model import CTSModel
 from .targets import ema_update, make_copy
@@ -102,11 +104,6 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
 def _config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
     """'name: saved -> current' for every (nested) field that differs."""
     out = []
@@ -132,9 +129,34 @@ def check_resume_configs(path: Path, state: dict, model_cfg: ModelConfig, train_
     return _config_differences(state.get("train_cfg") or {}, asdict(train_cfg))
 
 
-def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None,
-          run: RunOptions = RunOptions(), data_spec: str = "") -> dict:
-    """Train (or resume) a CTS model; returns a summary dict. Checkpoints and logs go to run.out."""
+LossFn = Callable[..., tuple[torch.Tensor, dict]]
+"""``loss_fn(online, teacher, image, mask, step, generator, shard, autocast) -> (loss, logs)``: the protocol of
+``losses.ConsistencyLoss``; ``baseline_loss`` adapts a baseline's ``loss_fn(model, image, mask, step, generator)``."""
+
+
+def baseline_loss(loss_fn: Callable[..., tuple[torch.Tensor, dict]]) -> LossFn:
+    """A teacher-free ``loss_fn(model, image, mask, step, generator)`` as a `fit` loss, run whole under autocast."""
+    def run(online, teacher, image, mask, step, generator, shard, autocast):
+        with autocast():
+            return loss_fn(online, image, mask, step, generator)
+    return run
+
+
+def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelConfig, train_cfg: TrainConfig,
+        run: RunOptions = RunOptions(), *, target: nn.Module | None = None,
+        validate: Callable[[nn.Module, torch.device], dict] | None = None, kind: str = "cts",
+        extra: dict | None = None, data_spec: str = "", deadline: float | None = None) -> tuple[nn.Module, dict]:
+    """The training loop shared by CTS and the baselines; returns (EMA copy, summary).
+
+    Per iteration: a batch (`StepBatchSampler`), ``loss_fn`` with the step's noise generator, an optimiser
+    step on theta, then theta^- <- mu(k) theta^- + (1 - mu(k)) theta for the ``target`` network (CT only,
+    docs/method.md section 1.3) and theta_ema <- r theta_ema + (1 - r) theta. The teacher is ``target``, or
+    the online weights without one. Logs to OUT/log.jsonl, checkpoints OUT/ckpt.pt (``kind``/``extra`` say
+    what it holds), resumes exactly (run.resume), stops on a NaN/inf loss keeping the last good checkpoint,
+    and stops early past ``deadline`` (a time.monotonic() value; the summary says ``truncated``).
+    ``validate(ema, device)`` returns the fields of a "val" log record every run.eval_every steps.
+    The caller seeds torch and builds ``model`` (and ``target``): the loop draws from the RNG state it finds.
+    """
     rank, world, local_rank = _dist_info()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() and run.device != "cpu" else "gloo")
@@ -150,9 +172,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
     if train_cfg.batch_size % world:
         raise ValueError(f"batch size {train_cfg.batch_size} is not divisible by the world size {world}")
 
-    torch.manual_seed(train_cfg.seed)
-    model = CTSModel(model_cfg).to(device)
-    target = make_copy(model) if train_cfg.objective == "ct" else None
+    model = model.to(device)
+    target = None if target is None else target.to(device)
     ema = make_copy(model)
     opt = build_optimizer(model, train_cfg)
     step = 0
@@ -187,7 +208,6 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
         online = torch.compile(online)
         teacher = torch.compile(teacher)
 
-    loss_fn = ConsistencyLoss(model_cfg, train_cfg)
     sampler = StepBatchSampler(len(train_set), train_cfg.batch_size, train_cfg.seed, step, max_steps, rank, world)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=run.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=False)
@@ -195,9 +215,9 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
     if is_main and step == 0 and log_path.exists():
         log_path.unlink()  # a fresh run starts a fresh log; a resumed one appends
     if is_main:
-        _append_jsonl(log_path, {"event": "start", "step": step, "device": describe(device), "world": world,
-                                 "train_config_changes_on_resume": resume_notes,
-                                 "data": data_spec, "model": asdict(model_cfg), "train": asdict(train_cfg)})
+        append_jsonl(log_path, {"event": "start", "kind": kind, "step": step, "device": describe(device), "world": world,
+                                "train_config_changes_on_resume": resume_notes, "data": data_spec,
+                                "model": asdict(model_cfg), "train": asdict(train_cfg), "extra": extra or {}})
 
     def save(path: Path):
         save_checkpoint(path, {
@@ -205,28 +225,38 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
             "target": None if target is None else target.state_dict(),
             "optimizer": opt.state_dict(), "step": step,
             "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "kind": kind, "extra": extra or {},
             "model_cfg": asdict(model_cfg), "train_cfg": asdict(train_cfg), "data": data_spec,
         })
 
     model.train()
-    t0, seen, last = time.perf_counter(), 0, {}
-    bar = tqdm(total=max_steps, initial=step, desc="train", disable=not (run.progress and is_main))
+    start = t0 = time.perf_counter()
+    seen, last, truncated, saved = 0, {}, False, step
+    bar = tqdm(total=max_steps, initial=step, desc="train" if kind == "cts" else f"train {kind}",
+               disable=not (run.progress and is_main))
     for image, mask, _ in loader:
+        if deadline is not None and time.monotonic() > deadline:
+            truncated = True
+            break
         image, mask = in_layout(image.to(device, non_blocking=True), channels_last), mask.to(device, non_blocking=True)
         gen = torch.Generator().manual_seed(train_cfg.seed * 1_000_003 + step)
         loss, logs = loss_fn(online, teacher, image, mask, step, gen, (rank, world), lambda: autocast(device))
         if not math.isfinite(logs["loss"]):
             bar.close()
-            raise TrainingDiverged(f"loss became {logs['loss']} at step {step}; the last good checkpoint "
+            who = "" if kind == "cts" else f"{kind}: "
+            raise TrainingDiverged(f"{who}loss became {logs['loss']} at step {step}; the last good checkpoint "
                                    f"{ckpt_path if ckpt_path.exists() else '(none yet)'} is kept")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if train_cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
         opt.step()
-        mu = schedules.ct_target_decay(step, train_cfg.steps, train_cfg.s0, train_cfg.s1, train_cfg.mu0, train_cfg.clamp_schedule)
-        if target is not None and not train_cfg.emulate_frozen_target:
-            ema_update(target, model, mu)
+        mu = None
+        if target is not None:
+            mu = schedules.ct_target_decay(step, train_cfg.steps, train_cfg.s0, train_cfg.s1, train_cfg.mu0,
+                                           train_cfg.clamp_schedule)
+            if not train_cfg.emulate_frozen_target:
+                ema_update(target, model, mu)
         ema_update(ema, model, train_cfg.ema_rate)
         step += 1
         seen += image.shape[0] * world
@@ -234,44 +264,47 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
         last = logs
         if is_main and (step % run.log_every == 0 or step == max_steps):
             dt = time.perf_counter() - t0
-            rec = {"step": step, **logs, "mu": mu if target is not None else None, "lr": opt.param_groups[0]["lr"],
-                   "img_per_s": seen / dt if dt > 0 else None}
-            _append_jsonl(log_path, rec)
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", N=logs["num_scales"])
+            append_jsonl(log_path, {"step": step, **logs, "mu": mu, "lr": opt.param_groups[0]["lr"],
+                                    "img_per_s": seen / dt if dt > 0 else None})
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", **({"N": logs["num_scales"]} if "num_scales" in logs else {}))
             t0, seen = time.perf_counter(), 0
-        if is_main and val_set is not None and run.eval_every and (step % run.eval_every == 0 or step == max_steps):
-            res = evaluate(ema, val_set, train_cfg.mask_encoding,
-                           EvalOptions(outputs=("one_step", "aux_head"), limit=run.val_limit, hd95=False,
-                                       n_bootstrap=0, progress=False, members=run.eval_members), device)
-            h = headline(res)
-            _append_jsonl(log_path, {"step": step, "event": "val", "val_dice_consistency": h.get("one_step"),
-                                     "val_dice_aux": h.get("aux_head")})
+        if is_main and validate is not None and run.eval_every and (step % run.eval_every == 0 or step == max_steps):
+            append_jsonl(log_path, {"step": step, "event": "val", **validate(ema, device)})
         if is_main and run.snapshot_every and step % run.snapshot_every == 0:
             save_checkpoint(out / f"snapshot_{step:07d}.pt", {"ema": ema.state_dict(), "step": step,
                                                                "model_cfg": asdict(model_cfg), "train_cfg": asdict(train_cfg)})
         if is_main and (step % run.ckpt_every == 0 or step == max_steps):
             save(ckpt_path)
+            saved = step
     bar.close()
+    if is_main and saved != step:      # cut short by the deadline between two checkpoints
+        save(ckpt_path)
     if world > 1:
         dist.barrier()
-    return {"step": step, "out": str(out), "last": last, "device": describe(device)}
+    seconds = time.perf_counter() - start
+    summary = {"kind": kind, "step": step, "requested_steps": max_steps, "truncated": truncated, "seconds": seconds,
+               "img_per_s": step * train_cfg.batch_size / seconds if seconds > 0 else None, "last": last,
+               "out": str(out), "device": describe(device)}
+    if is_main:
+        append_jsonl(log_path, {"event": "end", **{k: v for k, v in summary.items() if k != "last"}})
+    return ema.eval(), summary
 
 
-def build_model_from_checkpoint(path: str | Path, weights: str = "ema", map_location="cpu") -> tuple[CTSModel, dict]:
-    """Rebuild a CTSModel from a checkpoint or snapshot; weights = "ema" (default) or "model" (online).
+def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None,
+          run: RunOptions = RunOptions(), data_spec: str = "") -> dict:
+    """Train (or resume) a CTS model with L_CTS (docs/method.md section 1.3); returns `fit`'s summary.
+    Checkpoints and logs go to run.out."""
+    torch.manual_seed(train_cfg.seed)
+    model = CTSModel(model_cfg)
+    target = make_copy(model) if train_cfg.objective == "ct" else None
 
-    `path` may also be a pretrained name (``ctslib.pretrained_names()``), checked against its SHA-256.
-    """
-    from .config import model_config_from_dict, train_config_from_dict
-    from .pretrained import resolve_checkpoint
-    path = resolve_checkpoint(path)
-    state = load_checkpoint(path, map_location=map_location)
-    cfg = model_config_from_dict(state["model_cfg"])
-    model = CTSModel(cfg)
-    if weights not in state or state[weights] is None:
-        raise ValueError(f"{path}: checkpoint has no {weights!r} weights")
-    model.load_state_dict(state[weights])
-    model.eval()
-    info = {"step": state["step"], "weights": weights, "train_cfg": train_config_from_dict(state["train_cfg"]),
-            "data": state.get("data", "")}
-    return model, info
+    def validate(ema: nn.Module, device: torch.device) -> dict:
+        res = evaluate(ema, val_set, train_cfg.mask_encoding,
+                       EvalOptions(outputs=("one_step", "aux_head"), limit=run.val_limit, hd95=False,
+                                   n_bootstrap=0, progress=False, members=run.eval_members), device)
+        h = headline(res)
+        return {"val_dice_consistency": h.get("one_step"), "val_dice_aux": h.get("aux_head")}
+
+    _, summary = fit(model, ConsistencyLoss(model_cfg, train_cfg), train_set, model_cfg, train_cfg, run, target=target,
+                     validate=None if val_set is None else validate, data_spec=data_spec)
+    return summary

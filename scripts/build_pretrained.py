@@ -32,7 +32,8 @@ from ctslib.data import open_dataset  # noqa: E402
 from ctslib.evaluate import EvalOptions, evaluate, headline_level  # noqa: E402
 from ctslib.pretrained import (WEIGHTS_DIR, PretrainedError, export_compact, load_pretrained, pretrained_entry,  # noqa: E402
                                write_registry_entry)
-from ctslib.train import RunOptions, build_model_from_checkpoint, train  # noqa: E402
+from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
+from ctslib.train import RunOptions, train  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import json
 from ctslib.config import preset
 from ctslib.data import open_dataset
 from ctslib.evaluate import EvalOptions, evaluate, headline
-from ctslib.train import RunOptions, build_model_from_checkpoint, train
+from ctslib.checkpoint import build_model_from_checkpoint
+from ctslib.train import RunOptions, train
 
 
 def test_test32_ct_learns_phantoms_one_step(tmp_path):

@@ -18,7 +18,8 @@ from ctslib.cli import main as cli_main
 from ctslib.config import preset
 from ctslib.data import open_dataset
 from ctslib.losses import ConsistencyLoss
-from ctslib.train import RunOptions, TrainingDiverged, build_model_from_checkpoint, train
+from ctslib.checkpoint import build_model_from_checkpoint
+from ctslib.train import RunOptions, TrainingDiverged, train
 
 REPO = Path(__file__).resolve().parents[1]
 

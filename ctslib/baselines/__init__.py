@@ -10,18 +10,17 @@ from .diffusion import EDMConfig, EDMDenoiser, EDMLoss, diffusion_segment, edm_s
 from .evaluate import cts_segmenter, diffusion_segmenter, evaluate_segmenter, supervised_segmenter
 from .packed import PackedDataset, open_any, pack_splits
 from .supervised import SupervisedConfig, SupervisedLoss, SupervisedUNet, supervised_segment, train_supervised
-from .trainer import fit
 
 __all__ = [
     "EDMConfig", "EDMDenoiser", "EDMLoss", "PackedDataset", "SupervisedConfig", "SupervisedLoss", "SupervisedUNet",
-    "cts_segmenter", "diffusion_segment", "diffusion_segmenter", "edm_sample", "evaluate_segmenter", "fit",
+    "cts_segmenter", "diffusion_segment", "diffusion_segmenter", "edm_sample", "evaluate_segmenter",
     "load_baseline", "open_any", "pack_splits", "supervised_segment", "supervised_segmenter", "train_diffusion",
     "train_supervised",
 ]
 
 
 def load_baseline(path, weights: str = "ema", map_location="cpu"):
-    """Rebuild a baseline (SupervisedUNet or EDMDenoiser) from OUT/ckpt.pt written by `fit`; returns (model, state)."""
+    """Rebuild a baseline (SupervisedUNet or EDMDenoiser) from OUT/ckpt.pt written by `ctslib.train.fit`; returns (model, state)."""
     from ..checkpoint import load_checkpoint
     from ..config import model_config_from_dict
     state = load_checkpoint(path, map_location=map_location)

@@ -37,8 +37,7 @@ from ..device import host_scalars, to_device
 from ..losses import aux_loss, encode_mask
 from ..model import CTSModel, CTSOutput
 from ..sampling import Segmentation, mask_threshold, seeded_noise, to_probability
-from ..train import RunOptions
-from .trainer import fit
+from ..train import RunOptions, baseline_loss, fit
 
 SOLVERS = ("heun", "euler")
 
@@ -117,7 +116,7 @@ class EDMDenoiser(nn.Module):
 
 
 class EDMLoss:
-    """loss_fn for `fit`: lambda(sigma) mean_px (D(x^m + sigma n) - x^m)^2 + alpha L_S, batch mean."""
+    """lambda(sigma) mean_px (D(x^m + sigma n) - x^m)^2 + alpha L_S, batch mean."""
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, edm: EDMConfig = EDMConfig()):
         self.m, self.t, self.edm = model_cfg, train_cfg, edm
@@ -147,8 +146,9 @@ def train_diffusion(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set, r
     """Train the EDM denoiser with the CTS run's batch size, optimiser, lr and EMA; returns (EMA model, summary)."""
     torch.manual_seed(train_cfg.seed)  # the initial weights depend on the seed only
     model = EDMDenoiser(model_cfg, edm)
-    return fit(model, EDMLoss(model_cfg, train_cfg, edm), train_set, model_cfg, train_cfg, run, kind="diffusion",
-               extra=asdict(edm), data_spec=data_spec, deadline=deadline)
+    torch.manual_seed(train_cfg.seed)  # and the loop starts from the seed's fresh RNG state (as it always has)
+    return fit(model, baseline_loss(EDMLoss(model_cfg, train_cfg, edm)), train_set, model_cfg, train_cfg, run,
+               kind="diffusion", extra=asdict(edm), data_spec=data_spec, deadline=deadline)
 
 
 @torch.no_grad()

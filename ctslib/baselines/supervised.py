@@ -17,8 +17,7 @@ from ..config import ModelConfig, TrainConfig
 from ..losses import aux_loss, bce_dice_loss, soft_dice_loss  # noqa: F401 (re-exported)
 from ..model.encoder import ImageEncoder
 from ..sampling import Segmentation
-from ..train import RunOptions
-from .trainer import fit
+from ..train import RunOptions, baseline_loss, fit
 
 LOSSES = ("bce_dice", "mse")
 
@@ -47,7 +46,7 @@ class SupervisedUNet(nn.Module):
 
 
 class SupervisedLoss:
-    """loss_fn for `fit`: the batch mean of the chosen per-sample loss."""
+    """The batch mean of the chosen per-sample loss; `loss(model, image, mask, step, generator) -> (loss, logs)`."""
 
     def __init__(self, cfg: SupervisedConfig = SupervisedConfig()):
         self.cfg = cfg
@@ -65,7 +64,8 @@ def train_supervised(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set, 
     """Train the supervised U-Net with the CTS run's batch size, optimiser, lr and EMA; returns (EMA model, summary)."""
     torch.manual_seed(train_cfg.seed)  # the initial weights depend on the seed only
     model = SupervisedUNet(model_cfg)
-    return fit(model, SupervisedLoss(cfg), train_set, model_cfg, train_cfg, run, kind="supervised",
+    torch.manual_seed(train_cfg.seed)  # and the loop starts from the seed's fresh RNG state (as it always has)
+    return fit(model, baseline_loss(SupervisedLoss(cfg)), train_set, model_cfg, train_cfg, run, kind="supervised",
                extra=asdict(cfg), data_spec=data_spec, deadline=deadline)
 
 
