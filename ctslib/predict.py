@@ -32,8 +32,7 @@ import torch
 
 from .data.errors import DataError
 from .data.pairs import IMAGE_EXTS
-from .data.preprocess import DiffusionConfig, anisotropic_diffusion, fit_to_size, pad_to_square, scale_to_unit, \
-    to_native, zscore_image, zscore_volume
+from .data.preprocess import DiffusionConfig, preprocess_picture, slices_to_size, to_native, zscore_volume
 from .data.preprocess import brain_mask as default_brain
 from .data.readers import read_nifti, read_picture, to_channels
 from .data.volumes import LAYOUTS, NIFTI, VolumeConfig, match_file
@@ -168,8 +167,7 @@ def predict_volume(pred: Predictor, channels: np.ndarray, brain: np.ndarray | No
         brain = default_brain(channels)
     norm = zscore_volume(channels, brain, cfg.clip, cfg.norm, opts.diffusion)
     keep = _slice_selection(opts.slices, brain)
-    x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(norm[..., keep], -1, 0)))          # (S,C,X,Y)
-    x, _ = fit_to_size(x, torch.zeros((len(keep), 1) + x.shape[-2:]), pred.image_size, cfg.fit)
+    x, _ = slices_to_size(norm, None, keep, pred.image_size, cfg.fit)
     seeds = [opts.seed * 1_000_003 + int(k) for k in keep]
     mask, std = predict_slices(pred, x, opts, seeds)
     native = channels.shape[1:3]
@@ -189,11 +187,7 @@ def predict_picture(pred: Predictor, image: np.ndarray, opts: PredictOptions = P
         arr = to_channels(image, pred.in_channels, source)
     except DataError as exc:
         raise PredictError(f"the checkpoint expects {pred.in_channels} image channel(s): {exc}") from None
-    x = pad_to_square(torch.from_numpy(scale_to_unit(arr)))
-    if opts.diffusion is not None:
-        d = opts.diffusion
-        x = anisotropic_diffusion(x[None], d.kappa, d.gamma, d.iterations, d.option)[0]
-    x, _ = fit_to_size(zscore_image(x), torch.zeros((1,) + x.shape[-2:]), pred.image_size, "resize")
+    x, _ = preprocess_picture(arr, None, pred.image_size, opts.diffusion)
     mask, std = predict_slices(pred, x[None], opts, [opts.seed * 1_000_003 + seed_index])
     native = arr.shape[1:3]
     mask = to_native(mask, native, pred.image_size, "resize", "nearest")[0, 0]

@@ -18,7 +18,7 @@ import torch
 from .base import SegDataset, image_and_mask
 from .cache import ItemCache, cache_root, cached_or_made
 from .errors import DataError, data_error
-from .preprocess import DiffusionConfig, anisotropic_diffusion, fit_to_size, pad_to_square, scale_to_unit, single_thread, zscore_image
+from .preprocess import DiffusionConfig, preprocess_picture, single_thread
 from .readers import MASK_RULES, check_same_shape, picture_mask, read_picture, to_channels
 from .splits import ALL, limit_by_cases, seeded_case_split
 
@@ -227,12 +227,6 @@ class PairsDataset(SegDataset):
         mask = picture_mask(read_picture(r.mask), r.mask, self.cfg.mask)
         check_same_shape(image.shape[1:], mask.shape, r.image, r.mask)
         with single_thread():
-            x = torch.from_numpy(scale_to_unit(image))
-            m = torch.from_numpy(mask.astype(np.float32))[None]
-            x, m = pad_to_square(x), pad_to_square(m)
-            if self.diffusion is not None:
-                d = self.diffusion
-                x = anisotropic_diffusion(x[None], d.kappa, d.gamma, d.iterations, d.option)[0]
-            x, m = fit_to_size(zscore_image(x), m, self.image_size, "resize")
+            x, m = preprocess_picture(image, mask, self.image_size, self.diffusion)
             return torch.cat([x, m]).numpy().astype(np.float32, copy=False)
 

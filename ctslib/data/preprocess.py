@@ -262,3 +262,30 @@ def to_native(maps: torch.Tensor, native: tuple[int, int], image_size: int, fit:
             maps = y[0] if squeeze else y
     top, left = (side - h) // 2, (side - w) // 2          # the offsets pad_to_square used
     return maps[..., top:top + h, left:left + w]
+
+
+# ------------------------------------------------------------------------------- whole pipelines
+def preprocess_picture(image: np.ndarray, mask: np.ndarray | None, size: int,
+                       diffusion: DiffusionConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decoded picture (C,H,W) and its mask (H,W) (None: an empty one) through the 2-D order of the
+    module docstring: scale to [0,1] -> pad to a square -> optional diffusion -> z-score -> resize.
+    Returns (image (C,size,size), mask (1,size,size))."""
+    x = torch.from_numpy(scale_to_unit(image))
+    m = torch.zeros((1,) + image.shape[1:]) if mask is None else torch.from_numpy(mask.astype(np.float32))[None]
+    x, m = pad_to_square(x), pad_to_square(m)
+    if diffusion is not None:
+        d = diffusion
+        x = anisotropic_diffusion(x[None], d.kappa, d.gamma, d.iterations, d.option)[0]
+    return fit_to_size(zscore_image(x), m, size, "resize")
+
+
+def slices_to_size(norm: np.ndarray, mask: np.ndarray | None, keep: np.ndarray, size: int,
+                   fit: str = "resize") -> tuple[torch.Tensor, torch.Tensor]:
+    """Axial slices ``keep`` of a normalised volume (C,X,Y,Z) and its mask (X,Y,Z) (None: empty),
+    brought to size x size: (images (S,C,size,size), masks (S,1,size,size))."""
+    x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(norm[..., keep], -1, 0)))          # (S,C,X,Y)
+    if mask is None:
+        m = torch.zeros((len(keep), 1) + x.shape[-2:])
+    else:
+        m = torch.from_numpy(np.ascontiguousarray(np.moveaxis(mask[..., keep], -1, 0)))[:, None].float()
+    return fit_to_size(x, m, size, fit)

@@ -20,7 +20,7 @@ import torch
 from .base import SegDataset
 from .cache import cache_root, digest, fingerprint, load_npy, save_json, save_npy
 from .errors import DataError, data_error
-from .preprocess import DiffusionConfig, fit_to_size, zscore_volume
+from .preprocess import DiffusionConfig, slices_to_size, zscore_volume
 from .readers import labels_to_mask, nifti_spacing, read_nifti
 from .splits import ALL, limit_by_cases, read_split_file, seeded_case_split
 
@@ -187,9 +187,7 @@ def preprocess_case(
         keep = np.flatnonzero(mask.any(axis=(0, 1)))
     else:
         raise DataError(f"slices must be brain, all or tumour, got {cfg.slices!r}")
-    x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(norm[..., keep], -1, 0)))          # (S,C,X,Y)
-    m = torch.from_numpy(np.ascontiguousarray(np.moveaxis(mask[..., keep], -1, 0)))[:, None].float()
-    x, m = fit_to_size(x, m, image_size, cfg.fit)
+    x, m = slices_to_size(norm, mask, keep, image_size, cfg.fit)
     return x.numpy().astype(np.float32), m.numpy().astype(np.uint8), keep.astype(np.int64), tuple(mask.shape)
 
 
