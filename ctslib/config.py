@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, replace
 
+from .precond import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN
+
 VARIANTS = ("cts_nm", "cts_m", "cts_fm")
 FUSIONS = ("se", "concat", "add_tiled")
 OBJECTIVES = ("ct", "ict", "ect")
@@ -56,10 +58,10 @@ class ModelConfig:
     ffp_init: str = "identity"             # or "msd" (MedSegDiff N(0, 0.02^2))
     c_noise: str = "cm"                    # 250 ln t ("cm") or ln(t)/4 ("edm")
     released_eps: bool = False             # the authors' eps in the scalings (breaks f(x, sigma_min) = x)
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    sigma_data: float = 0.5
-    rho: float = 7.0
+    sigma_min: float = SIGMA_MIN           # noise range and data scale: one source, ctslib.precond
+    sigma_max: float = SIGMA_MAX
+    sigma_data: float = SIGMA_DATA
+    rho: float = RHO
 
     def __post_init__(self):
         if self.variant not in VARIANTS:

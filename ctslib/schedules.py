@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from .precond import SIGMA_DATA
+from .precond import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN
 
 
 # ---- CT (Song et al. 2023, Appendix C; CM code) ------------------------------------------------
@@ -71,7 +71,7 @@ def ect_r(t: torch.Tensor, stage: int, q: float = 2.0, k: float = 8.0, b: float 
 
 
 def ect_sample_t(n: int, generator: torch.Generator | None = None, p_mean: float = -1.1, p_std: float = 2.0,
-                 sigma_min: float = 0.002, sigma_max: float = 80.0, device=None) -> torch.Tensor:
+                 sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, device=None) -> torch.Tensor:
     """t = exp(P_mean + P_std n), n ~ N(0,1), clamped to [sigma_min, sigma_max] (docs/method.md section 6.2)."""
     z = torch.randn(n, generator=generator, dtype=torch.float64)
     return (p_mean + p_std * z).exp().clamp(sigma_min, sigma_max).to(device)

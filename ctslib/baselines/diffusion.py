@@ -47,9 +47,9 @@ class EDMConfig:
     """EDM training and sampling constants (Karras et al. 2022, Table 1 and Algorithm 1)."""
     p_mean: float = 1.0           # ln sigma ~ N(P_mean, P_std^2) during training (EDM images: -1.2, 1.2)
     p_std: float = 2.0
-    sigma_min: float = 0.002      # sampler levels
-    sigma_max: float = 80.0
-    rho: float = 7.0
+    sigma_min: float = precond.SIGMA_MIN      # sampler levels (EDM's and the consistency models' range)
+    sigma_max: float = precond.SIGMA_MAX
+    rho: float = precond.RHO
     steps: int = 20               # N sampler steps (Heun: 2N - 1 network evaluations)
     solver: str = "heun"
     members: int = 5              # ensemble size
