@@ -110,3 +110,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """``tiny_checkpoint(spec, seed=0) -> OUT/ckpt.pt``: a test32 CTS run of one training step (batch 4) on a
+    phantom spec (in_channels from the spec), trained once per (spec, seed) for the whole session. Treat the
+    run folder as read-only (copy it to change it)."""
+    from dataclasses import replace
+
+    from ctslib.config import preset
+    from ctslib.data import open_dataset
+    from ctslib.train import RunOptions, train
+    made: dict[tuple[str, int], Path] = {}
+
+    def make(spec: str, seed: int = 0) -> Path:
+        if (spec, seed) not in made:
+            out = tmp_path_factory.mktemp("tiny_ckpt")
+            ds = open_dataset(spec, "train", 32)
+            mcfg, tcfg = preset("test32", None, ds.in_channels)
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                train(mcfg, replace(tcfg, steps=1, batch_size=4, seed=seed), ds, None,
+                      RunOptions(out=str(out), max_steps=1, eval_every=0, progress=False, device="cpu"), data_spec=spec)
+            finally:
+                torch.set_num_threads(before)
+            made[spec, seed] = out / "ckpt.pt"
+        return made[spec, seed]
+    return make

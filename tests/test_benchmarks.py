@@ -303,18 +303,9 @@ def test_benchmark_help_states_each_default_once(script):
         ["--x X  thing (default: a) (default: None)"]
 
 
-def test_level_sweep_scores_every_checkpoint_and_refuses_the_test_split(tmp_path):
-    from dataclasses import replace as _replace
-
-    from ctslib.config import preset
-    from ctslib.data import open_dataset
-    from ctslib.train import RunOptions, train
-    ds = open_dataset("phantom:8", "train", 32)
-    mcfg, tcfg = preset("test32", None, ds.in_channels)
+def test_level_sweep_scores_every_checkpoint_and_refuses_the_test_split(tmp_path, tiny_checkpoint):
     for seed in (0, 1):
-        train(mcfg, _replace(tcfg, steps=1, batch_size=4, seed=seed), ds, None,
-              RunOptions(out=str(tmp_path / "runs" / f"seed{seed}"), max_steps=1, eval_every=0, progress=False,
-                         device="cpu"), data_spec="phantom:8")
+        shutil.copytree(tiny_checkpoint("phantom:8", seed).parent, tmp_path / "runs" / f"seed{seed}")
     sweep = _load("level_sweep")
     out = tmp_path / "sweep.json"
     assert sweep.main(["--data", "phantom:8", "--work-dir", str(tmp_path / "runs"), "--levels", "0.1,2",

@@ -17,7 +17,6 @@ from ctslib.data import open_dataset
 from ctslib.data.volumes import VolumeConfig
 from ctslib.model import CTSModel
 from ctslib.sampling import Segmentation
-from ctslib.train import RunOptions, train
 
 SUBJECT = "brats_2013_pat0005_1"
 DDTI_IMAGE = "images/101_1(1).png"        # in the full DDTI set and in the in-repo sample
@@ -37,26 +36,16 @@ def _two_slices(subject: Path) -> tuple[int, int]:
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _checkpoint(out: Path, spec: str) -> Path:
-    """A test32 checkpoint after one training step on a phantom spec (in_channels from the spec)."""
-    from dataclasses import replace
-    ds = open_dataset(spec, "train", 32)
-    mcfg, tcfg = preset("test32", None, ds.in_channels)
-    train(mcfg, replace(tcfg, steps=1, batch_size=4), ds, None,
-          RunOptions(out=str(out), max_steps=1, eval_every=0, progress=False, device="cpu"), data_spec=spec)
-    return out / "ckpt.pt"
-
-
 @pytest.fixture(scope="module")
-def ckpt2(tmp_path_factory) -> Path:
+def ckpt2(tiny_checkpoint) -> Path:
     """2 image channels, like the BraTS 2015 fixture (Flair, T1c)."""
-    return _checkpoint(tmp_path_factory.mktemp("ckpt2"), "phantom:8?channels=2")
+    return tiny_checkpoint("phantom:8?channels=2")
 
 
 @pytest.fixture(scope="module")
-def ckpt1(tmp_path_factory) -> Path:
+def ckpt1(tiny_checkpoint) -> Path:
     """1 image channel, like DDTI ultrasound."""
-    return _checkpoint(tmp_path_factory.mktemp("ckpt1"), "phantom-us:8")
+    return tiny_checkpoint("phantom-us:8")
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:

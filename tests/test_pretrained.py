@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,7 @@ import torch
 import ctslib
 from ctslib import pretrained as PT
 from ctslib.cli import main
-from ctslib.config import preset
-from ctslib.data import open_dataset
-from ctslib.train import RunOptions, build_model_from_checkpoint, train
+from ctslib.checkpoint import build_model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,13 +27,8 @@ def _build_script():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    ds = open_dataset("phantom-us:8", "train", 32)
-    mcfg, tcfg = preset("test32", None, ds.in_channels)
-    train(mcfg, replace(tcfg, steps=1, batch_size=4), ds, None,
-          RunOptions(out=str(out), max_steps=1, eval_every=0, progress=False, device="cpu"), data_spec="phantom-us:8")
-    return out / "ckpt.pt"
+def trained(tiny_checkpoint) -> Path:
+    return tiny_checkpoint("phantom-us:8")
 
 
 @pytest.fixture
