@@ -244,3 +244,30 @@ def dice_by_noise_level(model: CTSModel, dataset: Dataset, sigmas: Sequence[floa
             per_sigma[s] += [dice(p, g) for p, g in zip(pred, truth)]
     return {"sigma": list(per_sigma), "dice": [float(np.mean(v)) if v else float("nan") for v in per_sigma.values()],
             "n_images": scored}
+
+
+def level_sweep(model: CTSModel, dataset: Dataset, levels: Sequence[float] = (0.5, 0.8, 2.0, 5.0), limit: int | None = None,
+                device: str = "auto", mask_encoding: str = "pm1") -> list[dict]:
+    """Validation Dice of two-step sampling for each intermediate level tau (choose tau on val, never on test)."""
+    from .device import pick_device
+    sweep = multistep_sweep(model, dataset, levels, mask_encoding, limit=limit, device=pick_device(device))
+    return [{"tau": tau, "val_dice": r["dice"], "val_iou": r["iou"]} for tau, r in sweep.items()]
+
+
+def resolution_ceilings(specs: dict[str, str], sizes: Sequence[int] = (32, 64, 128, 256), split: str = "train",
+                        limit: int | None = None) -> list[dict]:
+    """Per dataset and working size: Dice of the expert masks resized to that size and mapped back to
+    the files' grid (`evaluate.resolution_ceiling`), i.e. the best any model at that size can score.
+    Datasets without files behind them (the phantoms) have no native grid and are left out."""
+    from .data import open_dataset
+    opts = EvalOptions(hd95=False, n_bootstrap=0, progress=False)
+    rows = []
+    for name, spec in specs.items():
+        for size in sizes:
+            ds = open_dataset(spec, split, size, limit=limit)
+            if not ds.has_native_grid:
+                break
+            r = resolution_ceiling(ds, opts)["resized_truth"]["per_slice"]
+            rows.append({"dataset": name, "size": size, "dice_all": r["dice"]["mean"],
+                         "dice_tumour": r["dice_tumour"]["mean"], "n_tumour": r["n_tumour"], "n": r["n"]})
+    return rows

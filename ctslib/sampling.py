@@ -4,13 +4,16 @@
 - multistep: CM Algorithm 1 over descending levels tau_1 = sigma_max > ... > tau_S > sigma_min
 - ensemble of E samples: mean, foreground probability, std and vote-variance uncertainty maps.
 Every call also returns the auxiliary-head probability y_hat (deterministic; no sampling uncertainty).
+Cost: `count_denoiser_calls` and `time_sampling` (docs/method.md section 3.6).
 """
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from .model import CTSModel
@@ -90,3 +93,37 @@ def segment(model: CTSModel, image: torch.Tensor, levels: Sequence[float] | None
         std=samples.std(0, unbiased=False), vote_variance=q * (1 - q),
         aux_prob=aux_prob, aux_mask=None if aux_prob is None else (aux_prob > 0.5).float(),
         steps=1 + len(levels or ()), members=members)
+
+
+# ------------------------------------------------------------------------------------ cost
+def count_denoiser_calls(model, fn) -> tuple[int, object]:
+    """(number of denoiser g forward passes, result) while running ``fn()``: the sampling cost."""
+    calls = []
+    hook = model.g.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        result = fn()
+    finally:
+        hook.remove()
+    return len(calls), result
+
+
+def time_sampling(model, images: torch.Tensor, settings: dict[str, dict], repeats: int = 5) -> list[dict]:
+    """Wall time of ``segment(model, images, **kwargs)`` per setting: one warm-up call, then the
+    median of ``repeats`` timed calls, with device synchronisation and no data loading (docs/method.md section 3.6)."""
+    device = next(model.parameters()).device
+    images = images.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    rows = []
+    for name, kwargs in settings.items():
+        calls, _ = count_denoiser_calls(model, lambda: segment(model, images, **kwargs))     # warm-up
+        times = []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            segment(model, images, **kwargs)
+            sync()
+            times.append(time.perf_counter() - t0)
+        ms = 1000 * float(np.median(times))
+        rows.append({"sampler": name, "network_evals": calls, "batch": len(images), "ms_per_batch": ms,
+                     "ms_per_image": ms / len(images), "device": str(device), "threads": torch.get_num_threads()})
+    return rows

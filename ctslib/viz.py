@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import precond, schedules
+from .logs import log_series, read_log
 
 MASK_CMAP = "autumn"          # mask overlays: opaque red-yellow on a grey image
 OVERLAY_ALPHA = 0.45
@@ -378,20 +379,6 @@ def plot_items(dataset, indices: Iterable[int], title: str = "", save=None, cols
 
 
 # ------------------------------------------------------------------------ 03-05: training
-def read_log(path: str | Path) -> list[dict]:
-    """Records of a training log.jsonl (empty list if the file does not exist)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def log_series(records: list[dict], key: str, event: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) of ``key`` over records with the given event (None = training records)."""
-    rows = [r for r in records if r.get("event") == event and r.get(key) is not None]
-    return np.array([r["step"] for r in rows]), np.array([float(r[key]) for r in rows])
-
-
 def smooth(y: np.ndarray, window: int = 5) -> np.ndarray:
     """Centred moving average (edges use the available points)."""
     window = min(window, len(y))

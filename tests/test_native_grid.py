@@ -151,7 +151,7 @@ def test_hd95_off_skips_it_and_keeps_dice(tmp_path):
 
 def test_resolution_ceilings_table(tmp_path):
     """Notebook 02's table: one row per file-backed dataset and size, phantoms left out, identity at the native size."""
-    from ctslib.reproduce import resolution_ceilings
+    from ctslib.evaluate import resolution_ceilings
     spec = make_thin_pairs(tmp_path / "thin", shape=(32, 32))
     rows = resolution_ceilings({"thin": spec, "phantom": "phantom:4"}, sizes=(8, 32), split="all")
     assert [(r["dataset"], r["size"]) for r in rows] == [("thin", 8), ("thin", 32)]

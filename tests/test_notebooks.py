@@ -75,8 +75,8 @@ def notebook_problems(nb) -> list[str]:
             problems.append(f"code cell {i} shows a widget without a static viz.plot_* figure in the next cell")
     if not any(re.search(r"^\s*assert ", s, re.M) for s in sources):
         problems.append("no assert cell")
-    if not any("reproduce.setup(" in s for s in sources):
-        problems.append("no determinism cell (reproduce.setup)")
+    if not any("tutorial.setup(" in s for s in sources):
+        problems.append("no determinism cell (tutorial.setup)")
     return problems
 
 
@@ -132,7 +132,7 @@ def _good_notebook():
         OUT = "../runs/tutorial"
         DEVICE = "auto"'''))
     params.metadata["tags"] = ["parameters"]
-    body = [new_code_cell("from ctslib import reproduce, viz\nreproduce.setup(seed=0)"),
+    body = [new_code_cell("from ctslib import tutorial, viz\ntutorial.setup(seed=0)"),
             new_code_cell("viz.scalings_widget()"), new_code_cell("viz.plot_scalings();"), new_code_cell("assert 1 + 1 == 2")]
     return new_notebook(cells=[title, params, *body])
 

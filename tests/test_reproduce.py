@@ -1,4 +1,4 @@
-"""`python -m ctslib reproduce`: the headless runner, and the helpers the notebooks share.
+"""`python -m ctslib reproduce`: the headless runner, and the helpers the notebooks share (tutorial, records, data.roots).
 
 The end-to-end runs use only notebook 01 (about 15 s) and three tiny synthetic notebooks, one of
 which fails on purpose: the runner must stop there, show the error and exit non-zero.
@@ -18,8 +18,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from ctslib import reproduce
+from ctslib import records, reproduce, tutorial
 from ctslib.cli import build_parser
+from ctslib.data import roots
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
@@ -55,35 +56,35 @@ def test_discover_orders_notebooks_and_filters_them():
 
 
 def test_profiles_and_data_resolution(data_root):
-    quick = reproduce.profile("quick")
-    assert quick.preset in ("test32", "tiny64") and reproduce.profile("full").eval_limit is None
+    quick = tutorial.profile("quick")
+    assert quick.preset in ("test32", "tiny64") and tutorial.profile("full").eval_limit is None
     with pytest.raises(ValueError, match="unknown profile"):
-        reproduce.profile("medium")
-    assert reproduce.resolve_data("phantom") == "phantom"
+        tutorial.profile("medium")
+    assert roots.resolve_data("phantom") == "phantom"
     from ctslib.data import sample_data_root
-    assert reproduce.resolve_data("sample") == reproduce.resolve_data("") == f"ddti:{sample_data_root() / 'ddti'}"
-    assert reproduce.data_root("sample") == sample_data_root()
-    assert reproduce.resolve_data("lgg:/x/lgg") == "lgg:/x/lgg"
-    assert reproduce.resolve_data(str(data_root)) == f"ddti:{data_root.resolve() / 'ddti'}"
-    assert reproduce.data_root(str(data_root)) == data_root.resolve()
+    assert roots.resolve_data("sample") == roots.resolve_data("") == f"ddti:{sample_data_root() / 'ddti'}"
+    assert roots.data_root("sample") == sample_data_root()
+    assert roots.resolve_data("lgg:/x/lgg") == "lgg:/x/lgg"
+    assert roots.resolve_data(str(data_root)) == f"ddti:{data_root.resolve() / 'ddti'}"
+    assert roots.data_root(str(data_root)) == data_root.resolve()
 
 
 def test_relative_data_paths_are_made_absolute_for_the_notebooks(tmp_path, monkeypatch):
     (tmp_path / "root" / "ddti").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    assert reproduce.absolute_data("root") == str(tmp_path / "root")
-    assert reproduce.absolute_data("lgg:data/lgg?cache=0") == f"lgg:{tmp_path / 'data' / 'lgg'}?cache=0"
-    assert reproduce.absolute_data("brats:/abs/brats") == "brats:/abs/brats"
-    assert reproduce.absolute_data("phantom:64") == "phantom:64"
+    assert roots.absolute_data("root") == str(tmp_path / "root")
+    assert roots.absolute_data("lgg:data/lgg?cache=0") == f"lgg:{tmp_path / 'data' / 'lgg'}?cache=0"
+    assert roots.absolute_data("brats:/abs/brats") == "brats:/abs/brats"
+    assert roots.absolute_data("phantom:64") == "phantom:64"
 
 
 def test_markdown_tables_and_summary(tmp_path):
     out = tmp_path
-    reproduce.record(out, "04_ablation", {"headline": {"dice": 0.5, "nested": {"x": float("nan")}},
+    records.record(out, "04_ablation", {"headline": {"dice": 0.5, "nested": {"x": float("nan")}},
                                           "table": [{"model": "CTS-M", "output": "one_step", "dice": 0.5,
                                                      "dice_std": 0.1, "iou": 0.34, "iou_std": 0.1, "n": 4}]},
                      profile="quick", data="phantom")
-    reproduce.record(out, "09_not_run_now", {"headline": {"stale": 1.0}})
+    records.record(out, "09_not_run_now", {"headline": {"stale": 1.0}})
     (out / "figures").mkdir()
     summary = reproduce.write_summary(out, {"profile": "quick", "data": "phantom", "device": "cpu"},
                                       [{"name": "04_ablation", "status": "ok", "seconds": 1.0}])
@@ -91,26 +92,26 @@ def test_markdown_tables_and_summary(tmp_path):
     assert summary["results"]["04_ablation"]["headline"]["nested"]["x"] is None            # JSON without NaN
     md = (out / "summary.md").read_text()
     assert "illustrative only" in md and "| CTS-M | one_step | 0.5 |" in md
-    assert "50.0 ± 10.0" in reproduce.pm_table(summary["results"]["04_ablation"]["table"])
+    assert "50.0 ± 10.0" in records.pm_table(summary["results"]["04_ablation"]["table"])
     json.loads((out / "summary.json").read_text())
 
 
 def test_train_live_trains_in_chunks_and_reuses_an_identical_run(tmp_path):
     from ctslib.config import preset
     from ctslib.data import open_dataset
-    prof = replace(reproduce.profile("quick"), chunks=2, val_limit=8)
+    prof = replace(tutorial.profile("quick"), chunks=2, val_limit=8)
     model_cfg, train_cfg = preset("test32", "cts_m")
     train_set, val_set = open_dataset("phantom:32", "train", 32), open_dataset("phantom:8", "val", 32)
-    run = reproduce.train_live(model_cfg, train_cfg, train_set, val_set, tmp_path / "a", 4, prof, "cpu", "phantom:32",
+    run = tutorial.train_live(model_cfg, train_cfg, train_set, val_set, tmp_path / "a", 4, prof, "cpu", "phantom:32",
                                live=False)
     log = [json.loads(line) for line in open(run["log"])]
     assert [r["step"] for r in log if r.get("event") == "val"] == [2, 4]          # one evaluation per chunk
     assert sorted(p.name for p in (tmp_path / "a").glob("snapshot_*.pt")) == ["snapshot_0000002.pt", "snapshot_0000004.pt"]
     assert all(r["train"]["steps"] == 4 for r in log if r.get("event") == "start")  # K = the whole run, not a chunk
-    again = reproduce.train_live(model_cfg, train_cfg, train_set, val_set, tmp_path / "b", 4, prof, "cpu", "phantom:32",
+    again = tutorial.train_live(model_cfg, train_cfg, train_set, val_set, tmp_path / "b", 4, prof, "cpu", "phantom:32",
                                  live=False, reuse=[tmp_path / "a"])
     assert again["reused"] and again["ckpt"] == run["ckpt"] and not (tmp_path / "b").exists()
-    other = reproduce.train_live(model_cfg, train_cfg, train_set, val_set, tmp_path / "c", 2, prof, "cpu", "phantom:32",
+    other = tutorial.train_live(model_cfg, train_cfg, train_set, val_set, tmp_path / "c", 2, prof, "cpu", "phantom:32",
                                  live=False, reuse=[tmp_path / "a"])
     assert not other["reused"]                                                       # another budget: trained
 
@@ -142,7 +143,7 @@ def _tiny_notebook(path: Path, body: str) -> None:
 def test_reproduce_stops_at_the_first_failing_notebook(tmp_path):
     books = tmp_path / "books"
     books.mkdir()
-    _tiny_notebook(books / "01_ok.ipynb", 'from ctslib import reproduce\nreproduce.record(OUT, "01_ok", {"headline": {"profile": PROFILE}})')
+    _tiny_notebook(books / "01_ok.ipynb", 'from ctslib import records\nrecords.record(OUT, "01_ok", {"headline": {"profile": PROFILE}})')
     _tiny_notebook(books / "02_fails.ipynb", 'raise RuntimeError("deliberate failure 4711")')
     _tiny_notebook(books / "03_never.ipynb", 'print("must not run")')
     out = tmp_path / "out"
