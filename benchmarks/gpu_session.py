@@ -121,7 +121,7 @@ class Session:
 def smoke_stage(json_path: str, cpu: bool) -> int:
     """paper256 (test32 on the CPU) CTS-M: bf16 forward + backward, gradient norms, timing, bf16 error."""
     import torch
-    from ctslib.baselines.bench import device_info, sync
+    from benchmarks.measure import device_info, sync
     from ctslib.config import preset
     from ctslib.data import open_dataset
     from ctslib.device import autocast, in_layout, modules_in_layout, pick_device, use_channels_last

@@ -20,12 +20,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ctslib.baselines import open_any  # noqa: E402
-from ctslib.baselines.packed import source_kind  # noqa: E402
+from benchmarks.packed import open_any, source_kind  # noqa: E402
+from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
 from ctslib.cli import HELP_FMT  # noqa: E402
 from ctslib.evaluate import EvalOptions, evaluate, headline_level, multistep_sweep  # noqa: E402
 from ctslib.io_utils import write_json_atomic  # noqa: E402
-from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
 
 
 def sweep_checkpoint(ckpt: Path, dataset, levels: list[float], level_key: str, seed: int) -> dict:

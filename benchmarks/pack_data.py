@@ -5,8 +5,8 @@
 
 Items go through ctslib.data exactly as in training (z-scored, resized, masks exactly binary); images are
 stored as uint8 with a per-item, per-channel affine, masks as bits, everything xz-compressed
-(ctslib.baselines.packed). Read it back with `--data packed:gpu_pack/lgg128.npz` in benchmarks/quality.py
-or with ctslib.baselines.PackedDataset.
+(benchmarks/packed.py). Read it back with `--data packed:gpu_pack/lgg128.npz` in benchmarks/quality.py
+or with benchmarks.packed.PackedDataset.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ctslib.cli import HELP_FMT  # noqa: E402
-from ctslib.baselines.packed import pack_splits  # noqa: E402
+from benchmarks.packed import pack_splits  # noqa: E402
 
 
 def main(argv=None) -> int:

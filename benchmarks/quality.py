@@ -38,12 +38,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.measure import device_info, sync  # noqa: E402
+from benchmarks.packed import open_any, source_kind  # noqa: E402
 from ctslib.baselines import (EDMConfig, EDMDenoiser, EDMLoss, SupervisedConfig, SupervisedLoss,  # noqa: E402
-                              SupervisedUNet, diffusion_segmenter, evaluate_segmenter, open_any,
+                              SupervisedUNet, diffusion_segmenter, evaluate_segmenter,
                               supervised_segmenter, train_diffusion, train_supervised)
-from ctslib.baselines.bench import device_info, sync  # noqa: E402
 from ctslib.baselines.diffusion import network_evaluations  # noqa: E402
-from ctslib.baselines.packed import source_kind  # noqa: E402
+from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
 from ctslib.cli import HELP_FMT  # noqa: E402
 from ctslib.config import RECIPES, override, preset, with_recipe, with_variant  # noqa: E402
 from ctslib.device import autocast, pick_device  # noqa: E402
@@ -53,7 +54,6 @@ from ctslib.io_utils import write_json_atomic  # noqa: E402
 from ctslib.losses import ConsistencyLoss  # noqa: E402
 from ctslib.model import CTSModel, count_parameters  # noqa: E402
 from ctslib.targets import make_copy  # noqa: E402
-from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
 from ctslib.train import RunOptions, StepBatchSampler, build_optimizer, train  # noqa: E402
 
 ROWS = {

@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ctslib.cli import HELP_FMT  # noqa: E402
-from ctslib.baselines.bench import count_flops, device_info, measured_matmul_tflops, peak_tflops, sync, time_call  # noqa: E402
+from benchmarks.measure import count_flops, device_info, measured_matmul_tflops, peak_tflops, sync, time_call  # noqa: E402
 from ctslib.baselines.diffusion import EDMConfig, EDMDenoiser, edm_sample, network_evaluations  # noqa: E402
 from ctslib.config import preset  # noqa: E402
 from ctslib.device import autocast, pick_device, use_channels_last  # noqa: E402

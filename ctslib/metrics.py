@@ -46,9 +46,7 @@ __all__ = [
     "BRATS_VOLUME_DIAGONAL_MM",
     "mean_std",
     "bootstrap_ci",
-    "SliceRecord",
     "SegmentationScores",
-    "summarize_records",
     "legacy_soft_dice",
     "legacy_soft_iou",
 ]
@@ -263,16 +261,6 @@ def bootstrap_ci(
 # --------------------------------------------------------------------------- #
 # aggregation
 # --------------------------------------------------------------------------- #
-@dataclass
-class SliceRecord:
-    """One evaluated 2-D slice: case id, slice index, pred mask, gt mask."""
-
-    case: Hashable
-    slice_index: int
-    pred: Any
-    gt: Any
-
-
 def _as_list(x: Any, n: int, name: str) -> list:
     if hasattr(x, "detach"):
         x = _to_numpy(x)
@@ -458,20 +446,6 @@ class SegmentationScores:
             "per_volume": per_volume,
             "hd95_fallback": self.hd95_fallback,
         }
-
-
-def summarize_records(records: Iterable[SliceRecord | tuple], **kwargs: Any) -> dict:
-    """Summary dict for (case, slice_index, pred, gt) records (docs/evaluation.md section 4).
-
-    ``kwargs`` go to :class:`SegmentationScores`.
-    """
-    acc = SegmentationScores(**kwargs)
-    for r in records:
-        if isinstance(r, SliceRecord):
-            r = (r.case, r.slice_index, r.pred, r.gt)
-        case, sl, p, g = r
-        acc.add(p, g, [case], [sl])
-    return acc.summary()
 
 
 # --------------------------------------------------------------------------- #

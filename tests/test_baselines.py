@@ -9,15 +9,16 @@ import pytest
 import torch
 
 from ctslib import precond
-from ctslib.baselines import (EDMConfig, EDMDenoiser, EDMLoss, PackedDataset, SupervisedUNet, cts_segmenter,
-                              diffusion_segment, evaluate_segmenter, load_baseline, open_any, pack_splits,
-                              supervised_segmenter, train_diffusion, train_supervised)
-from ctslib.baselines.bench import count_flops, time_call
+from benchmarks.measure import count_flops, time_call
+from benchmarks.packed import PackedDataset, open_any, pack_splits
+from ctslib.baselines import (EDMConfig, EDMDenoiser, EDMLoss, SupervisedUNet, cts_segmenter, diffusion_segment,
+                              evaluate_segmenter, load_baseline, supervised_segmenter, train_diffusion,
+                              train_supervised)
 from ctslib.baselines.diffusion import edm_loss_weight, karras_sigmas, network_evaluations
-from ctslib.baselines.supervised import bce_dice_loss, soft_dice_loss
 from ctslib.config import preset
 from ctslib.data import open_dataset
 from ctslib.evaluate import EvalOptions, evaluate
+from ctslib.losses import bce_dice_loss, soft_dice_loss
 from ctslib.model import CTSModel
 from ctslib.sampling import Segmentation
 from ctslib.train import RunOptions

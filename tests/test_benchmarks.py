@@ -160,7 +160,7 @@ def test_quality_cpu_run_on_real_ddti(tmp_path, data_root):
 
 
 def test_quality_reads_packed_data_and_auto_steps(tmp_path):
-    from ctslib.baselines import pack_splits
+    from benchmarks.packed import pack_splits
     pack = tmp_path / "ph.npz"
     pack_splits("phantom-us:16", 32, ("train", "test"), pack)
     out = tmp_path / "quality.json"

@@ -267,11 +267,18 @@ def test_bootstrap_deterministic_and_contains_mean():
         p = rng.random((4, 12, 12)) > 0.5
         g = rng.random((4, 12, 12)) > 0.5
         recs += [(f"c{c}", k, p[k], g[k]) for k in range(4)]
-    s1 = M.summarize_records(recs, seed=3)
-    s2 = M.summarize_records([M.SliceRecord(*r) for r in recs], seed=3)
+    s1, s2 = (_summarize(recs, seed=3) for _ in range(2))
     assert s1 == s2
     lo, hi = s1["per_volume"]["dice"]["ci95"]
     assert lo <= s1["per_volume"]["dice"]["mean"] <= hi
+
+
+def _summarize(records, **kwargs) -> dict:
+    """SegmentationScores over (case, slice, pred, gt) records, one slice at a time."""
+    acc = M.SegmentationScores(**kwargs)
+    for case, sl, p, g in records:
+        acc.add(p, g, [case], [sl])
+    return acc.summary()
 
 
 def _walk(x):

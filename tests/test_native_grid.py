@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ctslib.baselines import PackedDataset, pack_splits
+from benchmarks.packed import PackedDataset, pack_splits
 from ctslib.data import open_dataset
 from ctslib.data.preprocess import fit_to_size, to_native
 from ctslib.data.readers import read_nifti

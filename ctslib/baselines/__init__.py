@@ -3,18 +3,15 @@
 - `supervised`: the image encoder h with its head, trained alone (what the released CTS code scores).
 - `diffusion`: an EDM denoiser on the identical CTS network, N-step Heun/Euler sampling, 5-member ensemble.
 - `evaluate`: `evaluate_segmenter`, the CTS evaluation protocol for any segmenter.
-- `packed`: preprocessed splits in one .npz (`PackedDataset`) for machines without the data folder.
-- `bench`: synchronised timing, FLOP counting and device peaks for benchmarks/speed.py.
 """
 from .diffusion import EDMConfig, EDMDenoiser, EDMLoss, diffusion_segment, edm_sample, train_diffusion
 from .evaluate import cts_segmenter, diffusion_segmenter, evaluate_segmenter, supervised_segmenter
-from .packed import PackedDataset, open_any, pack_splits
 from .supervised import SupervisedConfig, SupervisedLoss, SupervisedUNet, supervised_segment, train_supervised
 
 __all__ = [
-    "EDMConfig", "EDMDenoiser", "EDMLoss", "PackedDataset", "SupervisedConfig", "SupervisedLoss", "SupervisedUNet",
+    "EDMConfig", "EDMDenoiser", "EDMLoss", "SupervisedConfig", "SupervisedLoss", "SupervisedUNet",
     "cts_segmenter", "diffusion_segment", "diffusion_segmenter", "edm_sample", "evaluate_segmenter",
-    "load_baseline", "open_any", "pack_splits", "supervised_segment", "supervised_segmenter", "train_diffusion",
+    "load_baseline", "supervised_segment", "supervised_segmenter", "train_diffusion",
     "train_supervised",
 ]
 

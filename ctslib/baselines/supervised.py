@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, TrainConfig
-from ..losses import aux_loss, bce_dice_loss, soft_dice_loss  # noqa: F401 (re-exported)
+from ..losses import aux_loss, bce_dice_loss
 from ..model.encoder import ImageEncoder
 from ..sampling import Segmentation
 from ..train import RunOptions, baseline_loss, fit

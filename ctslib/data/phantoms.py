@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset
 
 _SPLIT_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_003}
 # Per-channel tumour contrast for the MRI phantom, in the BraTS order [t1, t1ce, t2, flair].
@@ -64,21 +63,3 @@ def make_phantom(index: int, cfg: PhantomConfig, seed: int = 0, split: str = "tr
         rayleigh = torch.sqrt(a * a + b * b) / math.sqrt(2.0)
         image = (tissue * (1 + (rayleigh - 1) * cfg.noise * 4)).clamp(0, 1)[None]
     return image.float(), lesion.float()[None]
-
-
-class PhantomDataset(Dataset):
-    """A finite, seeded phantom set; items are (image, mask, meta) like every ctslib dataset."""
-
-    def __init__(self, n: int, cfg: PhantomConfig = PhantomConfig(), seed: int = 0, split: str = "train"):
-        if n <= 0:
-            raise ValueError(f"phantom dataset needs n > 0 items, got {n}")
-        self.n, self.cfg, self.seed, self.split = n, cfg, seed, split
-        self.in_channels = cfg.channels if cfg.kind == "mri" else 1
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int):
-        image, mask = make_phantom(i, self.cfg, self.seed, self.split)
-        meta = {"case": f"phantom-{self.cfg.kind}-{self.split}-{i // 8:04d}", "slice": i % 8, "path": f"phantom:{self.cfg.kind}"}
-        return image, mask, meta

@@ -24,8 +24,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..data.base import SegDataset
-from ..io_utils import atomic_write
+from ctslib.data.base import SegDataset
+from ctslib.io_utils import atomic_write
 
 FORMAT = "ctslib-packed-v1"
 
@@ -60,7 +60,7 @@ def _atomic_savez(path: Path, arrays: dict) -> None:
 def pack_splits(spec: str, image_size: int, splits: Sequence[str], out: str | os.PathLike,
                 limit: int | None = None, progress: bool = False) -> dict:
     """Pack `splits` of a dataset spec at `image_size` into `out` (.npz); returns the metadata dict."""
-    from ..data import open_dataset
+    from ctslib.data import open_dataset
     arrays: dict[str, np.ndarray] = {}
     meta = {"format": FORMAT, "spec": spec, "image_size": int(image_size), "splits": {}, "arrays": {}, "quantization":
             "uint8 per item and channel: image = q * scale + offset; masks exact (bits)",
@@ -170,7 +170,7 @@ def open_any(spec: str, split: str, image_size: int, limit: int | None = None):
             raise ValueError(f"{spec}: packed at {ds.image_size} px but the preset needs {image_size} px; "
                              f"repack with benchmarks/pack_data.py --size {image_size}")
         return ds
-    from ..data import open_dataset
+    from ctslib.data import open_dataset
     return open_dataset(spec, split, image_size, limit=limit)
 
 
@@ -178,5 +178,5 @@ def source_kind(spec: str) -> str:
     """The dataset kind behind a spec ('lgg', 'ddti', 'phantom', ...), looking inside packed files."""
     if spec.startswith("packed:"):
         spec = read_meta(spec.split(":", 1)[1])["spec"]
-    from ..data import parse_spec
+    from ctslib.data import parse_spec
     return parse_spec(spec).kind
