@@ -47,6 +47,7 @@ from ctslib.baselines.diffusion import network_evaluations  # noqa: E402
 from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
 from ctslib.cli import HELP_FMT  # noqa: E402
 from ctslib.config import RECIPES, override, preset, with_recipe, with_variant  # noqa: E402
+from ctslib.data import open_for_preset  # noqa: E402
 from ctslib.device import autocast, pick_device  # noqa: E402
 from ctslib.evaluate import (DEFAULT_LEVELS, EvalOptions, dice_by_noise_level, evaluate, headline_level,  # noqa: E402
                              resolution_ceiling)
@@ -499,10 +500,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown rows {unknown}; choose from {list(ROWS)}")
     kind = source_kind(args.data)
     level = args.level if args.level != "auto" else headline_level(kind)
-    size = preset(args.preset)[0].image_size
-    train_set = open_any(args.data, "train", size, args.train_limit)
+    mcfg, tcfg, (train_set,) = open_for_preset(args.data, args.preset, ["train"], opener=open_any, limit=args.train_limit)
+    size = mcfg.image_size
     test_set = open_any(args.data, args.split, size, args.eval_limit)
-    mcfg, tcfg = preset(args.preset, None, train_set.in_channels)
     if args.recipe:
         tcfg = with_recipe(tcfg, args.recipe)
     tcfg = replace(tcfg, seed=args.seeds[0], **{k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),

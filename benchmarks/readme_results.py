@@ -22,11 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from ctslib.cli import HELP_FMT  # noqa: E402
+from ctslib.data.spec import DATASETS  # noqa: E402
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ROW_ORDER = ("cts_nm", "cts_m", "cts_fm", "supervised", "supervised_mse", "diffusion")   # the paper's Table 1 order
 RECIPE_ORDER = (None, "paper", "anchored")                # rows "cts_m@paper": the paper's recipe before ours
 LEVEL_LABEL = {"per_volume": "per-patient Dice", "per_slice": "per-image Dice"}
-DATA_NAME = {"lgg": "LGG (brain MRI)", "ddti": "DDTI (thyroid US)", "phantom": "MRI phantom", "phantom-us": "US phantom"}
+DATA_NAME = {k: d.label for k, d in DATASETS.items() if d.label}
 
 
 def load_results(folder: Path) -> list[tuple[str, dict]]:

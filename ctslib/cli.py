@@ -6,7 +6,6 @@ import json
 import os
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 class HELP_FMT(argparse.ArgumentDefaultsHelpFormatter):
     """Shows "(default: ...)" once: not on flags whose help already says what their default is."""
@@ -41,11 +40,12 @@ def cmd_info(args) -> int:
 
 
 def _add_train(sub):
+    from .config import FUSIONS
+    from .data.spec import spec_usage
     p = sub.add_parser("train", help="train a CTS model", formatter_class=HELP_FMT)
     p.add_argument("--preset", default="tiny64", help="model/training preset")
     p.add_argument("--variant", default="cts_m", help="cts_nm, cts_m or cts_fm")
-    p.add_argument("--data", default="phantom", help="dataset spec: phantom, phantom-us, lgg:PATH, ddti:PATH, brats:PATH, "
-                                                     "brats-slices:PATH, pairs:CSV")
+    p.add_argument("--data", default="phantom", help=f"dataset spec: {spec_usage()}")
     p.add_argument("--split", default="train", help="training split")
     p.add_argument("--val-split", default="val", help="validation split of the same spec ('' to skip validation)")
     p.add_argument("--out", default="runs/default", help="output folder (checkpoints, log.jsonl)")
@@ -60,7 +60,7 @@ def _add_train(sub):
                    help="set any TrainConfig field, e.g. --set anchor=2 --set sigma_max_share=0.5 (repeatable)")
     p.add_argument("--optimizer", choices=["adamw", "radam"], default=None, help="optimiser (paper: adamw)")
     p.add_argument("--alpha", type=float, default=None, help="weight of the auxiliary loss L_S")
-    p.add_argument("--fusion", choices=["se", "concat", "add_tiled"], default=None, help="signal fusion")
+    p.add_argument("--fusion", choices=FUSIONS, default=None, help="signal fusion")
     p.add_argument("--released", action="store_true", help="authors'-code parity mode (docs/departures.md)")
     p.add_argument("--in-channels", type=int, default=None, help="override C_img (default: from the dataset)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training items")
@@ -82,8 +82,8 @@ def _add_train(sub):
     p.set_defaults(func=cmd_train)
 
 
-def configs_from_args(args, in_channels: int):
-    """Preset + CLI overrides -> (ModelConfig, TrainConfig)."""
+def configs_from_args(args, in_channels: int | None):
+    """Preset + CLI overrides -> (ModelConfig, TrainConfig); ``in_channels`` None keeps the preset's."""
     from .config import override, preset, released_mode, with_recipe
     mcfg, tcfg = preset(args.preset, args.variant, in_channels)
     if args.recipe:
@@ -102,15 +102,15 @@ def configs_from_args(args, in_channels: int):
 
 
 def cmd_train(args) -> int:
-    from .config import preset
     from .data import DiffusionConfig, open_dataset
     from .train import RunOptions, train
-    size = preset(args.preset)[0].image_size
+    mcfg, tcfg = configs_from_args(args, args.in_channels)       # one preset lookup: the size, then the channels
     diffusion = DiffusionConfig() if args.anisotropic else None
-    train_set = open_dataset(args.data, args.split, size, augment=args.augment, diffusion=diffusion, seed=args.seed,
-                             limit=args.limit)
-    val_set = open_dataset(args.data, args.val_split, size, diffusion=diffusion, seed=args.seed) if args.val_split else None
-    mcfg, tcfg = configs_from_args(args, args.in_channels or train_set.in_channels)
+    train_set = open_dataset(args.data, args.split, mcfg.image_size, augment=args.augment, diffusion=diffusion,
+                             seed=args.seed, limit=args.limit)
+    val_set = open_dataset(args.data, args.val_split, mcfg.image_size, diffusion=diffusion,
+                           seed=args.seed) if args.val_split else None
+    mcfg = replace(mcfg, in_channels=args.in_channels or train_set.in_channels)
     run = RunOptions(out=args.out, max_steps=args.steps, log_every=args.log_every, eval_every=args.eval_every,
                      ckpt_every=args.ckpt_every, snapshot_every=args.snapshot_every, val_limit=args.val_limit,
                      device=args.device, compile=args.compile, channels_last=args.channels_last, num_workers=args.num_workers, resume=args.resume,

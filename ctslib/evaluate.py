@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from .data.preprocess import to_native
+from .data.spec import DATASETS
 from .device import autocast, in_layout, use_channels_last
 from .metrics import SegmentationScores
 from .model import CTSModel
@@ -27,7 +28,7 @@ GRIDS = ("native", "model")
 
 
 # Dataset kinds whose headline score is per patient (3-D Dice over a patient's slices); the others are per image.
-PER_VOLUME_KINDS = ("lgg", "brats", "brats-slices")
+PER_VOLUME_KINDS = tuple(k for k, d in DATASETS.items() if d.per_volume)
 
 
 def headline_level(kind: str) -> str:

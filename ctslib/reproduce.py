@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from .data.roots import SAMPLE, absolute_data
+from .data.spec import spec_usage
 from .io_utils import write_json_atomic
 from .records import jsonable, markdown_table
 from .sampling import time_sampling as _time_sampling
@@ -158,8 +159,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                    help="quick: minutes on a 2-core CPU (illustrative numbers); full: the presets' real length (GPU)")
     p.add_argument("--data", default=SAMPLE,
-                   help="dataset spec for training: sample (the in-repo real DDTI sample), phantom, lgg:PATH, "
-                        "ddti:PATH, brats:PATH, ... or a data root folder such as $CTS_DATA_ROOT (trains on its DDTI set)")
+                   help=f"dataset spec for training: sample (the in-repo real DDTI sample), {spec_usage()}, or a "
+                        "data root folder such as $CTS_DATA_ROOT (trains on its DDTI set)")
     p.add_argument("--out", default="runs/reproduce", help="output folder (notebooks/, figures/, results/, summary.*)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (injected as DEVICE)")
     p.add_argument("--steps", type=int, default=None, help="training steps of every run (03, each 04 variant, 05/06 fallbacks); unset: the profile's choice")

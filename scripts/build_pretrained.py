@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ctslib.cli import HELP_FMT  # noqa: E402
-from ctslib.config import preset, with_variant  # noqa: E402
-from ctslib.data import open_dataset  # noqa: E402
+from ctslib.config import with_variant  # noqa: E402
+from ctslib.data import open_dataset, open_for_preset  # noqa: E402
 from ctslib.evaluate import EvalOptions, evaluate, headline_level  # noqa: E402
 from ctslib.pretrained import (WEIGHTS_DIR, PretrainedError, export_compact, load_pretrained, pretrained_entry,  # noqa: E402
                                write_registry_entry)
@@ -96,9 +96,7 @@ def rescored(name: str, recipe: Recipe, data_root: Path) -> tuple[dict, dict]:
 
 def build(name: str, recipe: Recipe, data_root: Path, threads: int) -> dict:
     spec = recipe.spec(data_root)
-    size = preset(recipe.preset)[0].image_size
-    train_set = open_dataset(spec, "train", size)
-    mcfg, tcfg = preset(recipe.preset, recipe.variant, train_set.in_channels)
+    mcfg, tcfg, (train_set,) = open_for_preset(spec, recipe.preset, ["train"], recipe.variant)
     tcfg = replace(tcfg, steps=recipe.steps, seed=recipe.seed)
     work = Path(tempfile.mkdtemp(prefix=f"pretrained-{name}-"))
     try:
@@ -112,7 +110,7 @@ def build(name: str, recipe: Recipe, data_root: Path, threads: int) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     model, info = build_model_from_checkpoint(dest, "ema")
-    test_set = open_dataset(spec, "test", size)
+    test_set = open_dataset(spec, "test", mcfg.image_size)
     entry = {
         "file": dest.name, "sha256": packed["sha256"], "bytes": packed["bytes"], "preset": recipe.preset,
         "variant": recipe.variant, "data": recipe.kind, "data_name": recipe.data_name, "in_channels": train_set.in_channels,

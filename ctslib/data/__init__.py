@@ -6,7 +6,7 @@
 """
 from .augment import AugmentConfig, Augmented, augment_pair
 from .errors import DataError
-from .factory import open_dataset
+from .factory import open_dataset, open_for_preset
 from .pairs import PairsConfig, PairsDataset
 from .preprocess import DiffusionConfig, anisotropic_diffusion
 from .slices import SliceConfig, SliceDataset
@@ -19,6 +19,6 @@ from .volumes import VolumeConfig, VolumeDataset, VolumeLayout
 __all__ = [
     "AugmentConfig", "Augmented", "DataError", "DiffusionConfig", "PairsConfig", "PairsDataset", "PhantomSlices",
     "SliceConfig", "SliceDataset", "Spec", "VolumeConfig", "VolumeDataset", "VolumeLayout", "anisotropic_diffusion",
-    "augment_pair", "default_data_root", "describe", "is_sample_root", "open_dataset", "parse_spec", "sample_data_root",
+    "augment_pair", "default_data_root", "describe", "is_sample_root", "open_dataset", "open_for_preset", "parse_spec", "sample_data_root",
     "seeded_case_split", "split_cases",
 ]

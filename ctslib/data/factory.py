@@ -4,13 +4,15 @@ from __future__ import annotations
 import dataclasses
 import typing
 import warnings
+from typing import Callable, Sequence
 
+from ..config import ModelConfig, TrainConfig, preset
 from .augment import AugmentConfig, Augmented
 from .errors import DataError
 from .pairs import DDTI, LGG, PairsConfig, PairsDataset
 from .preprocess import DiffusionConfig
 from .slices import SliceConfig, SliceDataset
-from .spec import Spec, parse_spec
+from .spec import DATASETS, Spec, parse_spec
 from .synthetic import PhantomSlices
 from .volumes import VolumeConfig, VolumeDataset
 
@@ -51,6 +53,35 @@ def with_options(base, spec: Spec, raw: str):
     return dataclasses.replace(base, **changes)
 
 
+def _open_phantom(s: Spec, raw: str, common: dict):
+    unknown = set(s.options) - {"channels"}
+    if unknown:
+        raise DataError(f"dataset spec {raw!r}: unknown option(s) {', '.join(sorted(unknown))} for {s.kind} (options: channels)")
+    kind = "mri" if s.kind == "phantom" else "us"
+    ds = PhantomSlices(kind, common["split"], common["image_size"], s.count, common["diffusion"], common["seed"],
+                       int(s.options.get("channels", 4)))
+    if common["limit"] is not None:
+        ds.n = min(ds.n, int(common["limit"]))
+    return ds
+
+
+def _open_pairs(base: PairsConfig):
+    return lambda s, raw, common: PairsDataset(s.path, cfg=with_options(base, s, raw), **common)
+
+
+# How each kind of the registry (spec.DATASETS) is opened: (spec, raw string, common keywords) -> dataset.
+OPENERS: dict[str, typing.Callable] = {
+    "phantom": _open_phantom,
+    "phantom-us": _open_phantom,
+    "brats": lambda s, raw, common: VolumeDataset(s.path, cfg=with_options(VolumeConfig(), s, raw), **common),
+    "brats-slices": lambda s, raw, common: SliceDataset(s.path, cfg=with_options(SliceConfig(), s, raw), **common),
+    "pairs": _open_pairs(PairsConfig()),
+    "lgg": _open_pairs(LGG),
+    "ddti": _open_pairs(DDTI),
+}
+assert set(OPENERS) == set(DATASETS), "every dataset kind in spec.DATASETS needs an opener"
+
+
 def open_dataset(
     spec: str,
     split: str = "train",
@@ -76,21 +107,7 @@ def open_dataset(
     if diffusion is True:
         diffusion = DiffusionConfig()
     common = dict(split=split, image_size=image_size, diffusion=diffusion or None, cache_dir=cache_dir, seed=seed, limit=limit)
-    if s.kind in ("phantom", "phantom-us"):
-        unknown = set(s.options) - {"channels"}
-        if unknown:
-            raise DataError(f"dataset spec {raw!r}: unknown option(s) {', '.join(sorted(unknown))} for {s.kind} (options: channels)")
-        kind = "mri" if s.kind == "phantom" else "us"
-        ds = PhantomSlices(kind, split, image_size, s.count, diffusion or None, seed, int(s.options.get("channels", 4)))
-        if limit is not None:
-            ds.n = min(ds.n, int(limit))
-    elif s.kind == "brats":
-        ds = VolumeDataset(s.path, cfg=with_options(VolumeConfig(), s, raw), **common)
-    elif s.kind == "brats-slices":
-        ds = SliceDataset(s.path, cfg=with_options(SliceConfig(), s, raw), **common)
-    else:
-        base = {"lgg": LGG, "ddti": DDTI, "pairs": PairsConfig()}[s.kind]
-        ds = PairsDataset(s.path, cfg=with_options(base, s, raw), **common)
+    ds = OPENERS[s.kind](s, raw, common)
     ds.spec = raw
     if augment:
         if split != "train":
@@ -98,3 +115,14 @@ def open_dataset(
         else:
             ds = Augmented(ds, augment if isinstance(augment, AugmentConfig) else AugmentConfig())
     return ds
+
+
+def open_for_preset(spec: str, preset_name: str, splits: Sequence[str] = ("train",), variant: str | None = None,
+                    opener: Callable | None = None, **kwargs) -> tuple[ModelConfig, TrainConfig, list]:
+    """A preset's configs and its data from one lookup: the splits are opened at the preset's image size
+    (``opener(spec, split, size, **kwargs)``, default `open_dataset`) and the ModelConfig takes its image
+    channels from the first split. Returns (ModelConfig, TrainConfig, [dataset per split])."""
+    model_cfg, train_cfg = preset(preset_name, variant)
+    opener = opener or open_dataset
+    datasets = [opener(spec, split, model_cfg.image_size, **kwargs) for split in splits]
+    return dataclasses.replace(model_cfg, in_channels=datasets[0].in_channels), train_cfg, datasets

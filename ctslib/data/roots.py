@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .spec import PATH_KINDS, default_data_root, sample_data_root
+from .spec import PATH_KINDS, ROOT_FOLDERS, default_data_root, sample_data_root
 
 
 def is_data_root(data: str) -> bool:
     """A folder holding several data sets (like ``$CTS_DATA_ROOT`` or ``data/sample``), not a dataset spec."""
     p = Path(os.path.expanduser(str(data)))
-    return ":" not in str(data)[:12] and p.is_dir() and any((p / d).is_dir() for d in ("ddti", "lgg", "brats2015"))
+    return ":" not in str(data)[:12] and p.is_dir() and any((p / d).is_dir() for d in ROOT_FOLDERS)
 
 
 SAMPLE = "sample"   # DATA's default: the repository's own real-data sample (data/sample)

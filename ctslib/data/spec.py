@@ -22,11 +22,48 @@ from pathlib import Path
 
 from .errors import DataError
 
-PHANTOM_KINDS = ("phantom", "phantom-us")
-PATH_KINDS = ("brats", "brats-slices", "pairs", "lgg", "ddti")
-KINDS = PHANTOM_KINDS + PATH_KINDS
-# Kinds whose path may be left out: they default to this folder under the data root.
-DEFAULT_FOLDERS = {"lgg": "lgg", "ddti": "ddti"}
+@dataclass(frozen=True)
+class DatasetKind:
+    """One dataset kind of the spec grammar. `factory.OPENERS` holds the function that opens it."""
+
+    name: str
+    arg: str                          # "N" (phantoms: an optional item count), "PATH" (required) or "[PATH]"
+    about: str                        # one line for the help texts
+    default_folder: str | None = None  # PATH may be left out: this folder under the data root
+    root_folder: str | None = None    # its folder under a data root (what makes a folder a data root)
+    per_volume: bool = False          # headline Dice per patient (3-D), else per image (ctslib.evaluate)
+    label: str | None = None          # display name of its results (benchmarks/readme_results.py)
+
+    @property
+    def usage(self) -> str:
+        """``phantom[:N]``, ``brats:PATH``, ``lgg[:PATH]``, ... as the spec grammar writes it."""
+        if self.arg == "N":
+            return f"{self.name}[:N]"
+        return f"{self.name}[:PATH]" if self.arg == "[PATH]" else f"{self.name}:{self.arg}"
+
+
+# The registry: adding a dataset kind is one entry here and one opener in factory.OPENERS.
+DATASETS = {k.name: k for k in (
+    DatasetKind("phantom", "N", "seeded MRI-like phantom, 4 channels", label="MRI phantom"),
+    DatasetKind("phantom-us", "N", "seeded ultrasound-like phantom with speckle, 1 channel", label="US phantom"),
+    DatasetKind("brats", "PATH", "folders of NIfTI volumes, one per subject", root_folder="brats2015", per_volume=True),
+    DatasetKind("brats-slices", "PATH", "the 2-D slice layout of the MedSegDiff/CTS BraTS loaders", per_volume=True),
+    DatasetKind("pairs", "CSV_OR_DIR", "a CSV of image/mask pairs or a folder of them"),
+    DatasetKind("lgg", "[PATH]", "LGG slices.csv layout", default_folder="lgg", root_folder="lgg", per_volume=True,
+                label="LGG (brain MRI)"),
+    DatasetKind("ddti", "[PATH]", "DDTI pairs.csv layout", default_folder="ddti", root_folder="ddti",
+                label="DDTI (thyroid US)"),
+)}
+KINDS = tuple(DATASETS)
+PHANTOM_KINDS = tuple(k for k, d in DATASETS.items() if d.arg == "N")
+PATH_KINDS = tuple(k for k in KINDS if k not in PHANTOM_KINDS)
+DEFAULT_FOLDERS = {k: d.default_folder for k, d in DATASETS.items() if d.default_folder}
+ROOT_FOLDERS = tuple(d.root_folder for d in DATASETS.values() if d.root_folder)
+
+
+def spec_usage() -> str:
+    """The kinds as the grammar writes them: ``phantom[:N], phantom-us[:N], brats:PATH, ...``."""
+    return ", ".join(d.usage for d in DATASETS.values())
 
 
 @dataclass(frozen=True)
@@ -92,10 +129,7 @@ def parse_spec(spec: str) -> Spec:
     kind, sep, arg = head.partition(":")
     kind = kind.strip().lower()
     if kind not in KINDS:
-        raise DataError(
-            f"dataset spec {spec!r}: unknown kind {kind!r}; use one of "
-            "phantom[:N], phantom-us[:N], brats:PATH, brats-slices:PATH, pairs:CSV_OR_DIR, lgg[:PATH], ddti[:PATH]"
-        )
+        raise DataError(f"dataset spec {spec!r}: unknown kind {kind!r}; use one of {spec_usage()}")
     options = _parse_options(spec, opt_text)
     if kind in PHANTOM_KINDS:
         count = None

@@ -15,7 +15,7 @@ from ..config import ModelConfig
 from .denoiser import DenoiserUNet
 from .encoder import ImageEncoder, feature_channels
 from .ffparser import FFParser
-from .fusion import ConcatFusion, SEFusion, add_tiled, released_stem_signal
+from .fusion import FUSION_MODULES, add_tiled, released_stem_signal
 
 
 @dataclass
@@ -44,10 +44,9 @@ class CTSModel(nn.Module):
                 if s not in self.g.level_channels:
                     continue
                 ch = self.g.level_channels[s]
-                if cfg.fusion == "se":
-                    self.fusers[str(s)] = SEFusion(e_ch, ch, cfg.se_reduction)
-                elif cfg.fusion == "concat":
-                    self.fusers[str(s)] = ConcatFusion(e_ch, ch, cfg.se_reduction)
+                fusion = FUSION_MODULES[cfg.fusion]
+                if fusion is not None:
+                    self.fusers[str(s)] = fusion(e_ch, ch, cfg.se_reduction)
                 if cfg.uses_ffparser:
                     r = cfg.image_size // 2**s
                     self.ffparsers[str(s)] = FFParser(e_ch, r, r, cfg.ffp_init)

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import FUSIONS
+
 
 class SEFusion(nn.Module):
     """h <- h + a * p, p = Conv1x1(e') (zero-init), a = sigmoid(W2 SiLU(W1 [GAP(h); GAP(p)])) (docs/method.md section 2.3).
@@ -64,3 +66,9 @@ def released_stem_signal(feats: dict[int, torch.Tensor], channels: int, size: tu
     up = lambda e: F.interpolate(e, size=size, mode="bilinear", align_corners=False)  # noqa: E731
     e1 = up(feats[1])
     return tile_channels(torch.cat([e1, e1, up(feats[2])], dim=1), channels)
+
+
+# The learned fusion module of each name in config.FUSIONS (None: the parameter-free released `add_tiled`).
+# Adding a fusion: its name in config.FUSIONS (what ModelConfig and the CLI accept) and its class here.
+FUSION_MODULES: dict[str, type[nn.Module] | None] = {"se": SEFusion, "concat": ConcatFusion, "add_tiled": None}
+assert set(FUSION_MODULES) == set(FUSIONS), "config.FUSIONS and fusion.FUSION_MODULES must name the same fusions"
