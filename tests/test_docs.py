@@ -171,3 +171,28 @@ def test_relative_links_in_docs_resolve():
                 if anchor not in slugs:
                     broken.append(f"{md.relative_to(REPO)}: {target} (no such heading)")
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+# ---- architecture and layout ---------------------------------------------------------------------
+def _package_modules() -> set[str]:
+    return {str(p.relative_to(REPO)) for p in (REPO / "ctslib").rglob("*.py")
+            if p.name not in ("__init__.py", "__main__.py") and "__pycache__" not in p.parts}
+
+
+def test_architecture_lists_every_module_and_only_existing_ones():
+    text = (DOCS / "architecture.md").read_text()
+    named = set(re.findall(r"`((?:ctslib|benchmarks|scripts)/[\w/]+\.py)`", text))
+    assert sorted(_package_modules() - named) == [], "modules missing from docs/architecture.md"
+    assert sorted(n for n in named if not (REPO / n).is_file()) == [], "docs/architecture.md names missing files"
+
+
+def test_readme_layout_matches_the_tree():
+    """Every folder (first column) and every file.py the README's Layout block names exists."""
+    block = (REPO / "README.md").read_text().split("\n## Layout", 1)[1].split("```")[1]
+    folders = re.findall(r"^\s*([\w./]+/)\s", block, re.MULTILINE)
+    files = re.findall(r"\b(\w+\.py)\b", block)
+    assert len(folders) >= 8 and len(files) >= 15, "README's Layout block lost its entries"
+    here = {p.name for p in [*REPO.glob("ctslib/**/*.py"), *REPO.glob("scripts/*.py"), *REPO.glob("benchmarks/*.py")]}
+    missing = [f for f in folders if not ((REPO / f).is_dir() or (REPO / "ctslib" / f).is_dir())]
+    missing += [f for f in files if f not in here]
+    assert missing == [], f"README's Layout names what the tree does not have: {missing}"
