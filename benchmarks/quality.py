@@ -100,6 +100,8 @@ def parse_args(argv=None):
                                                  "(default: the preset's); `cts_m@paper` in --rows picks one per row")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="set a TrainConfig field for every row (repeatable), e.g. --set anchor=2")
+    p.add_argument("--model-set", dest="model_overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set a ModelConfig field for every row, e.g. --model-set detach_signals=true (repeatable)")
     p.add_argument("--ema-rate", default="auto", help="evaluation EMA rate; auto = min(preset, 1 - 10/steps)")
     p.add_argument("--seed", type=int, default=0, help="training and sampling seed")
     p.add_argument("--seeds", default=None, help="comma-separated seeds: every row is trained and scored once per "
@@ -503,6 +505,7 @@ def main(argv=None) -> int:
     mcfg, tcfg, (train_set,) = open_for_preset(args.data, args.preset, ["train"], opener=open_any, limit=args.train_limit)
     size = mcfg.image_size
     test_set = open_any(args.data, args.split, size, args.eval_limit)
+    mcfg = override(mcfg, args.model_overrides)
     if args.recipe:
         tcfg = with_recipe(tcfg, args.recipe)
     tcfg = replace(tcfg, seed=args.seeds[0], **{k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
