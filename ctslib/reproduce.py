@@ -26,14 +26,10 @@ from .data.roots import SAMPLE, absolute_data
 from .data.spec import spec_usage
 from .io_utils import write_json_atomic
 from .records import jsonable, markdown_table
-from .sampling import time_sampling as _time_sampling
 from .tutorial import PROFILES, QUICK_NOTE, REPO
 
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_.+\.ipynb$")
-# docs/method.md links `ctslib/reproduce.py:time_sampling` (the timing now lives in ctslib.sampling); the name stays
-# until that page (edited elsewhere) points at ctslib/sampling.py.
-time_sampling = _time_sampling
 
 
 def discover(folder: str | Path = NOTEBOOK_DIR, only: str | None = None) -> list[Path]:
