@@ -156,6 +156,10 @@ def test_recipes_and_overrides():
     # released parity mode never carries the anchor
     _, rel = released_mode(*preset("test32"))
     assert rel.anchor == 0.0 and rel.seg_loss == "mse"
+    # the CPU presets' gradient clip is an optimisation constant shared by every recipe and baseline
+    # (docs/method.md 9.7); the GPU presets and the released parity mode keep the paper's "no clipping"
+    assert paper.grad_clip == anchored.grad_clip == preset("tiny64")[1].grad_clip == 1.0
+    assert preset("small128")[1].grad_clip == rel.grad_clip == 0.0
 
 
 def test_cli_recipe_and_set_reach_the_train_config():
