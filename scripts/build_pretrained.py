@@ -194,7 +194,7 @@ python -m ctslib evaluate --ckpt {name} --split test
   CSV, by patient or by frame), images resized to 64 x 64.
 - Recipe: `{t['objective']}` with the anchored recipe (anchor beta = {t['anchor']}, {t['anchor_loss']}; sigma_max share
   {t['sigma_max_share']}; L_S = {t['seg_loss']}, alpha = {t['alpha']}), s1 = {t['s1']}, lr {t['lr']}, batch {t['batch_size']},
-  EMA {t['ema_rate']} (docs/method.md section 9).
+  gradient-norm clip {t['grad_clip'] or 'off'}, EMA {t['ema_rate']} (docs/method.md section 9).
 - {entry['steps']} steps, seed {entry['seed']}, {entry['train_seconds'] / 60:.0f} min on {entry['threads']} CPU thread(s),
   torch {entry['torch']}, {entry['date']}.
 - Weights: EMA only, half precision, {entry['bytes'] / 1e6:.1f} MB, SHA-256 `{entry['sha256']}` (checked on load).
