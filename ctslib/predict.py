@@ -516,9 +516,8 @@ def predict_path(pred: Predictor, inputs: Sequence[str | Path], output: str | Pa
 
 # ---------------------------------------------------------------------------------------------- CLI
 def add_parser(subparsers) -> None:
-    from .cli import HELP_FMT
     """Register `python -m ctslib predict`."""
-    import argparse
+    from .cli import HELP_FMT
     p = subparsers.add_parser("predict", help="segment NIfTI volumes or PNG pictures with a checkpoint",
                               description=__doc__.split("\n\n")[0],
                               formatter_class=HELP_FMT)

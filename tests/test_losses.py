@@ -4,7 +4,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from ctslib.config import DenoiserConfig, preset
+from ctslib.config import preset
 from ctslib.losses import ConsistencyLoss, encode_mask, l2_distance, pseudo_huber_distance, segmentation_loss
 from ctslib.model import CTSModel
 from ctslib.targets import RNGSnapshot, ema_update, make_copy

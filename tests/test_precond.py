@@ -1,5 +1,4 @@
 """Reference values of docs/method.md section 7 for the grid, scalings and time input."""
-import math
 
 import pytest
 import torch

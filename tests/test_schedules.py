@@ -1,5 +1,4 @@
 """CT (mu, N) table, iCT curriculum/probabilities/weights, ECT r(t): docs/method.md sections 1.4 and 7."""
-import math
 
 import pytest
 import torch
