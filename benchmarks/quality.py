@@ -48,6 +48,7 @@ from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
 from ctslib.cli import HELP_FMT  # noqa: E402
 from ctslib.config import RECIPES, override, preset, with_recipe, with_variant  # noqa: E402
 from ctslib.data import open_for_preset  # noqa: E402
+from ctslib.data.spec import spec_usage  # noqa: E402
 from ctslib.device import autocast, pick_device  # noqa: E402
 from ctslib.evaluate import (DEFAULT_LEVELS, EvalOptions, dice_by_noise_level, evaluate, headline_level,  # noqa: E402
                              resolution_ceiling)
@@ -88,7 +89,7 @@ class DeadlineDataset(torch.utils.data.Dataset):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HELP_FMT)
-    p.add_argument("--data", default="phantom", help="dataset spec (phantom, phantom-us, lgg, ddti, lgg:PATH, ...) "
+    p.add_argument("--data", default="phantom", help=f"dataset spec ({spec_usage()}) "
                                                      "or packed:PATH.npz from benchmarks/pack_data.py")
     p.add_argument("--preset", default="test32", help="model preset (test32, tiny64, small128, paper256)")
     p.add_argument("--rows", default="cts_nm,cts_m,cts_fm,supervised,diffusion", help="comma-separated rows")

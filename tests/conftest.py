@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ctslib.data.spec import is_sample_root, sample_data_root
+from ctslib.data.spec import ROOT_FOLDERS, is_sample_root, sample_data_root
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_ROOT = sample_data_root()
@@ -28,8 +28,8 @@ def _unreadable(root: Path) -> str | None:
         names = {p.name for p in root.iterdir()}
     except OSError as exc:
         return f"cannot be read ({exc})"
-    if not names & {"lgg", "ddti", "brats2015", "brats2020_slices"}:
-        return "holds none of lgg/, ddti/, brats2015/, brats2020_slices/"
+    if not names & set(ROOT_FOLDERS):
+        return "holds none of " + ", ".join(f"{d}/" for d in ROOT_FOLDERS)
     return None
 
 

@@ -2,15 +2,15 @@
 
 Grammar: ``KIND[:ARG][?key=value&key=value]``.
 
-=================  ==========================================================================
-``phantom[:N]``    seeded MRI-like phantom, 4 channels (N items per split)
-``phantom-us[:N]`` seeded ultrasound-like phantom with speckle, 1 channel
-``brats:PATH``     folders of NIfTI volumes, one per subject (BraTS 2021 or BraTS 2015 names)
-``brats-slices:PATH``  the 2-D slice layout of the MedSegDiff/CTS BraTS loaders
-``pairs:PATH``     a CSV (image, mask[, split, case ...] columns) or a folder of image/mask pairs
-``lgg[:PATH]``     LGG ``slices.csv`` layout (PATH: its folder or the CSV; default: data root)
-``ddti[:PATH]``    DDTI ``pairs.csv`` layout (PATH: its folder or the CSV; default: data root)
-=================  ==========================================================================
+======================  ==========================================================================
+``phantom[:N]``         seeded MRI-like phantom, 4 channels (N items per split)
+``phantom-us[:N]``      seeded ultrasound-like phantom with speckle, 1 channel
+``brats:PATH``          folders of NIfTI volumes, one per subject (BraTS 2021 or BraTS 2015 names)
+``brats-slices:PATH``   the 2-D slice layout of the MedSegDiff/CTS BraTS loaders
+``pairs:CSV_OR_DIR``    a CSV (image, mask[, split, case ...] columns) or a folder of image/mask pairs
+``lgg[:PATH]``          LGG ``slices.csv`` layout (PATH: its folder or the CSV; default: data root)
+``ddti[:PATH]``         DDTI ``pairs.csv`` layout (PATH: its folder or the CSV; default: data root)
+======================  ==========================================================================
 
 Options after ``?`` are passed to the dataset config, e.g. ``brats:/d?slices=all&norm=minmax``.
 """
@@ -47,7 +47,8 @@ DATASETS = {k.name: k for k in (
     DatasetKind("phantom", "N", "seeded MRI-like phantom, 4 channels", label="MRI phantom"),
     DatasetKind("phantom-us", "N", "seeded ultrasound-like phantom with speckle, 1 channel", label="US phantom"),
     DatasetKind("brats", "PATH", "folders of NIfTI volumes, one per subject", root_folder="brats2015", per_volume=True),
-    DatasetKind("brats-slices", "PATH", "the 2-D slice layout of the MedSegDiff/CTS BraTS loaders", per_volume=True),
+    DatasetKind("brats-slices", "PATH", "the 2-D slice layout of the MedSegDiff/CTS BraTS loaders",
+                root_folder="brats2020_slices", per_volume=True),
     DatasetKind("pairs", "CSV_OR_DIR", "a CSV of image/mask pairs or a folder of them"),
     DatasetKind("lgg", "[PATH]", "LGG slices.csv layout", default_folder="lgg", root_folder="lgg", per_volume=True,
                 label="LGG (brain MRI)"),
