@@ -209,12 +209,19 @@ def with_recipe(train: TrainConfig, name: str) -> TrainConfig:
 
 
 def override(cfg, assignments: list[str]):
-    """Apply 'field=value' strings to a (frozen) config dataclass, parsing each value as the field's current type."""
+    """Apply 'field=value' strings to a (frozen) config dataclass, parsing each value as the field's current type.
+
+    A dotted field reaches a nested config: 'denoiser.dropout=0.1' on a ModelConfig.
+    """
     names = {f.name: f for f in dataclasses.fields(cfg)}
     changes = {}
     for item in assignments:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
+        outer, dot, inner = key.partition(".")
+        if dot and sep and outer in names and dataclasses.is_dataclass(getattr(cfg, outer)):
+            changes[outer] = override(changes.get(outer, getattr(cfg, outer)), [f"{inner}={text}"])
+            continue
         if not sep or key not in names:
             raise ValueError(f"cannot apply {item!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
         current = getattr(cfg, key)

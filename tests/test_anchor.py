@@ -153,6 +153,12 @@ def test_recipes_and_overrides():
         override(tcfg, ["no_such_field=1"])
     with pytest.raises(ValueError, match="anchor_loss"):
         override(tcfg, ["anchor_loss=huber"])
+    mcfg = preset("test32")[0]
+    nested = override(mcfg, ["denoiser.dropout=0.1", "encoder.dropout=0.2", "denoiser.base=8"])
+    assert (nested.denoiser.dropout, nested.encoder.dropout, nested.denoiser.base) == (0.1, 0.2, 8)
+    assert nested.denoiser.mult == mcfg.denoiser.mult and mcfg.denoiser.dropout == 0.0
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        override(mcfg, ["denoiser.no_such_field=1"])
     # released parity mode never carries the anchor
     _, rel = released_mode(*preset("test32"))
     assert rel.anchor == 0.0 and rel.seg_loss == "mse"
