@@ -178,7 +178,7 @@ def _model(size, g_base, g_mult, g_attn, h_base, h_pools, **kw) -> ModelConfig:
 # writes it; "anchored" adds the anchor term and sigma_max draws, chosen by the measurements in the README.
 RECIPES: dict[str, dict] = {
     "paper": dict(objective="ct", anchor=0.0, sigma_max_share=0.0, seg_loss="mse"),
-    "anchored": dict(objective="ct", anchor=10.0, anchor_loss="bce_dice", sigma_max_share=0.25, seg_loss="bce_dice"),
+    "anchored": dict(objective="ct", anchor=10.0, anchor_loss="bce_dice", sigma_max_share=0.5, seg_loss="bce_dice"),
 }
 
 

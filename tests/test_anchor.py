@@ -173,8 +173,8 @@ def test_cli_recipe_and_set_reach_the_train_config():
     parse = lambda *a: build_parser().parse_args(["train", "--preset", "test32", *a])  # noqa: E731
     _, paper = configs_from_args(parse("--recipe", "paper"), 1)
     assert paper.anchor == 0.0 and paper.seg_loss == "mse"
-    _, cfg = configs_from_args(parse("--recipe", "anchored", "--set", "anchor=2", "--set", "sigma_max_share=0.5"), 1)
-    assert (cfg.anchor, cfg.sigma_max_share, cfg.seg_loss) == (2.0, 0.5, "bce_dice")
+    _, cfg = configs_from_args(parse("--recipe", "anchored", "--set", "anchor=2", "--set", "sigma_max_share=0.25"), 1)
+    assert (cfg.anchor, cfg.sigma_max_share, cfg.seg_loss) == (2.0, 0.25, "bce_dice")
     _, ict = configs_from_args(parse("--objective", "ict"), 1)
     assert (ict.loss_metric, ict.loss_weighting) == ("pseudo_huber", "ict")   # from the config, not the CLI
 
