@@ -103,7 +103,7 @@ class TrainConfig:
     # Anchor (denoising) term on f at the online level: + beta L_A(f(x_t, t), x^m)  (docs/method.md section 9)
     anchor: float = 0.0                    # beta; 0 = off (the paper)
     anchor_loss: str = "bce_dice"          # "l2" (CTM's DSM term) or "bce_dice" on logits = anchor_logit_scale * f
-    anchor_logit_scale: float = 4.0        # f = +-1 maps to p = sigmoid(+-4) = 0.982
+    anchor_logit_scale: float = 4.0        # f = +-1 maps to p = sigmoid(+-4) = 0.982 (the anchored recipe: 8)
     sigma_max_share: float = 0.0           # share of each batch whose online level is sigma_max (the top pair)
     # CT schedules (docs/method.md section 1.4)
     s0: int = 2
@@ -178,7 +178,8 @@ def _model(size, g_base, g_mult, g_attn, h_base, h_pools, **kw) -> ModelConfig:
 # writes it; "anchored" adds the anchor term and sigma_max draws, chosen by the measurements in the README.
 RECIPES: dict[str, dict] = {
     "paper": dict(objective="ct", anchor=0.0, sigma_max_share=0.0, seg_loss="mse"),
-    "anchored": dict(objective="ct", anchor=10.0, anchor_loss="bce_dice", sigma_max_share=0.5, seg_loss="bce_dice"),
+    "anchored": dict(objective="ct", anchor=10.0, anchor_loss="bce_dice", anchor_logit_scale=8.0, sigma_max_share=0.5,
+                     seg_loss="bce_dice"),
 }
 
 

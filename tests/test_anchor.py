@@ -104,6 +104,11 @@ def test_anchor_weight_enters_the_loss():
     assert logs["loss"] == pytest.approx(expected, rel=1e-4)
     _, off = ConsistencyLoss(mcfg, replace(cfg, anchor=0.0))(model, target, img, mask, 10, torch.Generator().manual_seed(1))
     assert off["loss_anchor"] == 0.0
+    # the logit scale is the config's: the recipe's 8 and the field's default 4 give different anchor terms
+    _, sharp = ConsistencyLoss(mcfg, replace(cfg, anchor_logit_scale=4.0))(model, target, img, mask, 10,
+                                                                          torch.Generator().manual_seed(1))
+    assert sharp["loss_ct"] == pytest.approx(logs["loss_ct"]) and sharp["loss_anchor"] != pytest.approx(logs["loss_anchor"])
+    assert with_recipe(tcfg, "anchored").anchor_logit_scale == 8.0 and tcfg.anchor_logit_scale == 8.0
 
 
 def test_objective_defaults_live_in_the_config():
