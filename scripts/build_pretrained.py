@@ -61,7 +61,7 @@ class Recipe:
 
 LGG_LICENCE = "CC BY-NC-SA 4.0 (the LGG Segmentation Dataset, from TCIA's TCGA-LGG collection)"
 DDTI_LICENCE = "DDTI open-access research database: non-commercial research and teaching use, with citation"
-# lgg-tiny64 keeps the anchor's logit scale 4 of the recipe before 2026-12-04: rebuilt with the recipe's 8, seed 0
+# lgg-tiny64 keeps the anchor's logit scale 4 of the recipe before 2026-12-03: rebuilt with the recipe's 8, seed 0
 # scored 63.8 per patient on the LGG val split (one val patient missed) against the scale-4 file's 73.8, so the
 # scale-4 build was kept, chosen on val (docs/method.md section 9.7).
 RECIPES = {
