@@ -188,6 +188,20 @@ def run_notebook(page, lab: Lab, name: str, shots: Path, timeout: float | None =
                        seen["widgets"], seen["figures"], shot)
 
 
+def errors_within(page, seconds: float) -> list[str]:
+    """The open notebook's error outputs, polled until one shows or `seconds` pass.
+
+    A widget callback's traceback is drawn after the figure it printed before raising, so a
+    single look right after the figure changed can come too early (CI saw that once).
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        errors = page.evaluate(ERRORS_JS)
+        if errors or time.monotonic() > deadline:
+            return errors
+        page.wait_for_timeout(500)
+
+
 def first_slider_changes_its_figure(page) -> tuple[bool, str]:
     """Press ArrowRight on the open notebook's first slider; (did the figure its widget drives change, detail)."""
     handle = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .widget-slider .noUi-handle").first

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from jupyter_browser import find_browser, first_slider_changes_its_figure, jupyterlab, run_notebook
+from jupyter_browser import errors_within, find_browser, first_slider_changes_its_figure, jupyterlab, run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED = os.environ.get("CTS_REQUIRE_BROWSER", "").strip().lower() in ("1", "true", "yes", "on")
@@ -96,9 +96,9 @@ def test_a_broken_widget_callback_fails_the_check(page, shots, workspace):
     nbformat.write(nb, workspace / "zz_broken.ipynb")
     run = run_notebook(page, page.lab, "zz_broken.ipynb", shots)
     assert run.errors == [] and run.figures >= 1             # fine until the slider moves
-    first_slider_changes_its_figure(page)
-    from jupyter_browser import ERRORS_JS
-    errors = page.evaluate(ERRORS_JS)
+    changed, detail = first_slider_changes_its_figure(page)
+    assert changed, detail
+    errors = errors_within(page, 30)
     assert any("callback failed" in e for e in errors), errors
     with pytest.raises(AssertionError, match="error output"):
         _check(type(run)(run.name, run.seconds, run.code_cells, errors, [], run.widgets, run.figures))
