@@ -46,8 +46,7 @@ from ctslib.baselines import (EDMConfig, EDMDenoiser, EDMLoss, SupervisedConfig,
 from ctslib.baselines.diffusion import network_evaluations  # noqa: E402
 from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
 from ctslib.cli import HELP_FMT  # noqa: E402
-from ctslib.config import RECIPES, override, preset, with_recipe, with_variant  # noqa: E402
-from ctslib.data import open_for_preset  # noqa: E402
+from ctslib.config import RECIPES, ModelConfig, override, preset, with_recipe, with_variant  # noqa: E402
 from ctslib.data.spec import spec_usage  # noqa: E402
 from ctslib.device import autocast, pick_device  # noqa: E402
 from ctslib.evaluate import (DEFAULT_LEVELS, EvalOptions, dice_by_noise_level, evaluate, headline_level,  # noqa: E402
@@ -168,6 +167,22 @@ def auto_steps(seconds: float, probes: dict[str, float], eval_s: float, n_seeds:
     """The one step count (a multiple of 10, at least 10) whose training of every row and seed fits `seconds`."""
     per_seed = seconds / n_seeds - eval_s
     return max(int(max(per_seed, 0) / (sum(probes.values()) * 1.25)) // 10 * 10, 10)
+
+
+def model_config(args) -> ModelConfig:
+    """The preset's ModelConfig with --model-set applied (the data are opened at its image_size)."""
+    if any(item.partition("=")[0].strip().replace("-", "_") == "in_channels" for item in args.model_overrides):
+        raise SystemExit("--model-set in_channels=...: the image channels come from the data, not from the command line")
+    return override(preset(args.preset)[0], args.model_overrides)
+
+
+def open_configs_and_data(args):
+    """(ModelConfig, TrainConfig, train split, evaluation split), both splits at the model's image size, so that
+    `--model-set image_size=N` trains and scores at N, not at the preset's size; channels come from the data."""
+    mcfg, tcfg = model_config(args), preset(args.preset)[1]
+    train_set = open_any(args.data, "train", mcfg.image_size, args.train_limit)
+    test_set = open_any(args.data, args.split, mcfg.image_size, args.eval_limit)
+    return replace(mcfg, in_channels=train_set.in_channels), tcfg, train_set, test_set
 
 
 def auto_ema(preset_rate: float, steps: int) -> float:
@@ -477,7 +492,7 @@ def run_parallel(args, argv: list[str]) -> int:
     if result is None:
         print("no row produced a result", file=sys.stderr)
         return 1
-    size = preset(args.preset)[0].image_size
+    size = model_config(args).image_size
     result["ceiling"] = ceiling_record(args, open_any(args.data, args.split, size, args.eval_limit))
     result.update(rows=merged, argv=argv, parallel_rows=True, exit_codes=codes,
                   complete=all(r["status"].startswith("ok") for r in merged),
@@ -503,10 +518,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown rows {unknown}; choose from {list(ROWS)}")
     kind = source_kind(args.data)
     level = args.level if args.level != "auto" else headline_level(kind)
-    mcfg, tcfg, (train_set,) = open_for_preset(args.data, args.preset, ["train"], opener=open_any, limit=args.train_limit)
+    mcfg, tcfg, train_set, test_set = open_configs_and_data(args)
     size = mcfg.image_size
-    test_set = open_any(args.data, args.split, size, args.eval_limit)
-    mcfg = override(mcfg, args.model_overrides)
     if args.recipe:
         tcfg = with_recipe(tcfg, args.recipe)
     tcfg = replace(tcfg, seed=args.seeds[0], **{k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),

@@ -119,6 +119,19 @@ def test_quality_two_seeds_per_row(tmp_path):
     assert across["iou_mean"] == pytest.approx((a["iou_mean"] + b["iou_mean"]) / 2)
 
 
+def test_quality_model_set_image_size_opens_the_data_at_that_size(tmp_path):
+    """--model-set image_size=N trains and scores at N (the data follow the model), channels stay the data's."""
+    out = tmp_path / "quality.json"
+    q = _load("quality")
+    assert q.main(["--data", "phantom:16", "--preset", "test32", "--steps", "1", "--rows", "supervised",
+                   "--model-set", "image_size=16", "--threads", "1", "--eval-limit", "2", "--no-hd95",
+                   "--n-bootstrap", "0", "--device", "cpu", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["complete"] and r["image_size"] == 16 and r["in_channels"] == 4      # phantoms: 4 channels, as BraTS
+    with pytest.raises(SystemExit, match="in_channels"):
+        q.main(["--data", "phantom:16", "--preset", "test32", "--steps", "1", "--model-set", "in_channels=3"])
+
+
 def test_quality_seed_options():
     """--seeds parsing, the auto step budget shared by the seeds, and --seeds passed on to --parallel-rows children."""
     q = _load("quality")
