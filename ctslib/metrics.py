@@ -373,7 +373,7 @@ class SegmentationScores:
             )
 
     def per_case(self) -> list[dict]:
-        """Per-volume scores: slices stacked in slice-index order, 3-D metrics.
+        """Per-volume scores: slices stacked in slice-index order, 3-D metrics (a one-slice case: 2-D ones).
 
         Returns dicts {"case", "n_slices", "dice", "iou", "hd95",
         "hd95_undefined"} sorted by case id (so summaries do not depend on the
@@ -388,6 +388,9 @@ class SegmentationScores:
             g = np.stack([vol[k][1] for k in order])
             d, j = dice_iou(p, g)
             spacing = self.case_spacing.get(case, self.volume_spacing)
+            if len(order) == 1:     # a one-slice case is an image: 2-D surfaces (a 3-D erosion would take it all)
+                p, g = p[0], g[0]
+                spacing = spacing if spacing is None or np.ndim(spacing) == 0 else tuple(spacing)[1:]
             h = hd95(p, g, spacing, fallback="nan") if self.hd95 else float("nan")
             undefined = self.hd95 and math.isnan(h)
             if undefined and self.hd95_fallback == "diagonal":

@@ -191,6 +191,21 @@ def _toy():
     return recs
 
 
+def test_one_slice_case_gets_the_2d_hd95_of_its_image():
+    """A case of one slice (a DDTI image) is scored in 2-D: per-volume HD95 = per-slice HD95, in-plane spacing."""
+    g = np.zeros((20, 20), bool); g[8:12, 8:12] = True
+    p = np.zeros((20, 20), bool); p[2:18, 3:18] = True       # G inside P: interiors differ from surfaces
+    expected = _brute_hd95(p, g, (1.0, 1.0))
+    acc = M.SegmentationScores(volume_spacing=(5.0, 1.0, 1.0), n_bootstrap=0)
+    acc.add(p, g, ["img"], [0])
+    (case,) = acc.per_case()
+    assert case["hd95"] == pytest.approx(expected) == pytest.approx(acc._slices[0]["hd95"])
+    assert M.hd95(p[None], g[None], (5.0, 1.0, 1.0)) != pytest.approx(expected)   # what a 3-D erosion gives
+    undefined = M.SegmentationScores(hd95_fallback="diagonal", n_bootstrap=0)
+    undefined.add(np.zeros_like(g), g, ["img"], [0])
+    assert undefined.per_case()[0]["hd95"] == pytest.approx(M.image_diagonal((20, 20)))
+
+
 def test_aggregator_per_volume_dice_hand_computed():
     acc = M.SegmentationScores()
     for case, sl, p, g in _toy():
