@@ -17,11 +17,13 @@ import argparse
 import difflib
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from ctslib.cli import HELP_FMT  # noqa: E402
+from ctslib.config import TrainConfig  # noqa: E402
 from ctslib.data.spec import DATASETS  # noqa: E402
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ROW_ORDER = ("cts_nm", "cts_m", "cts_fm", "supervised", "supervised_mse", "diffusion")   # the paper's Table 1 order
@@ -214,12 +216,25 @@ def truncation_notes(d: dict) -> str:
     return notes
 
 
+def bare_recipe(train_config: dict) -> str:
+    """The recipe a file's bare CTS rows (`cts_m`, not `cts_m@paper`) trained with, read off its TrainConfig
+    (fields a file predates take TrainConfig's defaults): the paper's CT, or the anchor's beta and logit scale."""
+    defaults = asdict(TrainConfig())
+    get = lambda k: train_config.get(k, defaults[k])  # noqa: E731
+    if get("anchor") == 0:
+        return "paper's CT" if get("sigma_max_share") == 0 else f"CT, sigma_max share {get('sigma_max_share'):g}"
+    return (f"anchored: beta {get('anchor'):g} {get('anchor_loss')} on logits {get('anchor_logit_scale'):g} f, "
+            f"sigma_max share {get('sigma_max_share'):g}, L_S {get('seg_loss')}")
+
+
 def quality_section(group: list[tuple[str, dict]]) -> list[str]:
     first = group[0][1]
     datasets = [(name, d) for name, d in group]
+    bare = any(r["row"].startswith("cts_") and "@" not in r["row"] for _, d in group for r in d["rows"])
+    recipe = f"; CTS rows: {bare_recipe(first['train_config'])}" if bare and "train_config" in first else ""
     head = (f"#### Quality: preset `{first['preset']}`, {first['steps']} steps x batch {first['batch_size']} per row "
-            f"(lr {first['lr']:g}, CT curriculum s1 {first.get('train_config', {}).get('s1', '?')}, EMA {first['ema_rate']:.4g}) "
-            f"on {where(first)}")
+            f"(lr {first['lr']:g}, CT curriculum s1 {first.get('train_config', {}).get('s1', '?')}, EMA {first['ema_rate']:.4g}"
+            f"{recipe}) on {where(first)}")
     notes = "Sources: " + ", ".join(f"`benchmarks/results/{n}`" for n, _ in datasets) \
         + (" (CPU smoke run: tiny network and budget, a pipeline check)" if first.get("device_kind") != "cuda" else "")
     if first.get("parallel_rows"):

@@ -173,6 +173,21 @@ def test_recipes_and_overrides():
     assert preset("small128")[1].grad_clip == rel.grad_clip == 0.0
 
 
+@pytest.mark.parametrize("profile_name", ["quick", "full"])
+def test_both_notebook_profiles_train_the_anchored_recipe(profile_name):
+    """The notebooks' CPU and GPU profiles alike: a bare run ("cts_m") trains the anchored recipe and
+    "cts_m_paper" the paper's, with one budget (what 04_ablation asserts before it trains)."""
+    from ctslib import tutorial
+    name = tutorial.profile(profile_name).preset
+    runs = {v: tutorial.run_configs(name, v, 1)[1] for v in ("cts_nm", "cts_m", "cts_fm", "cts_m_paper")}
+    for v in ("cts_nm", "cts_m", "cts_fm"):
+        assert {k: getattr(runs[v], k) for k in RECIPES["anchored"]} == RECIPES["anchored"], (name, v)
+    assert {k: getattr(runs["cts_m_paper"], k) for k in RECIPES["paper"]} == RECIPES["paper"]
+    assert len({(t.steps, t.batch_size, t.lr, t.seed, t.objective) for t in runs.values()}) == 1
+    # the paper's own setting keeps the paper's CT
+    assert preset("paper256")[1].anchor == 0.0 and preset("paper256")[1].seg_loss == "mse"
+
+
 def test_cli_recipe_and_set_reach_the_train_config():
     from ctslib.cli import build_parser, configs_from_args
     parse = lambda *a: build_parser().parse_args(["train", "--preset", "test32", *a])  # noqa: E731

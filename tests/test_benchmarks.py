@@ -275,6 +275,14 @@ def test_readme_renders_the_mean_over_seeds_and_the_grid():
     one = rr.render([("o.json", run([0], {"dice_mean": 0.5, "dice_std": None, "iou_mean": 0.4, "n": 1}))])
     assert "| 50.0 ± 20.0 | 40.0 |" in one and "seeds" not in one and "grid" not in one
     assert "scored at the model's resolution" in one      # files without `grid` predate native-grid scoring
+    # a bare CTS row's recipe is read off the file's TrainConfig, so a preset's later default cannot relabel it
+    assert "EMA 0.5; CTS rows: paper's CT)" in one                       # no anchor fields: TrainConfig's defaults
+    anchored = run([0]); anchored["train_config"] = {"s1": 5, "anchor": 10.0, "anchor_logit_scale": 8.0,
+                                                      "sigma_max_share": 0.5, "seg_loss": "bce_dice"}
+    assert "CTS rows: anchored: beta 10 bce_dice on logits 8 f, sigma_max share 0.5, L_S bce_dice)" in \
+        rr.render([("a.json", anchored)])
+    named = run([0]); named["rows"][0]["row"] = "cts_m@paper"               # the row names its own recipe
+    assert "CTS rows" not in rr.render([("n.json", named)])
 
 
 def test_readme_renders_the_resolution_ceiling():
