@@ -562,11 +562,11 @@ def cmd_predict(args) -> int:
     try:
         levels = tuple(float(x) for x in args.levels.split(",") if x.strip())
     except ValueError:
-        print(f"error: --levels {args.levels!r} is not a comma-separated list of numbers", file=sys.stderr)
+        print(f"ctslib: error: --levels {args.levels!r} is not a comma-separated list of numbers", file=sys.stderr)
         return 2
     inputs = list(args.inputs) + list(args.input_flags)
     if not inputs:
-        print("error: give the input as INPUT or --input PATH", file=sys.stderr)
+        print("ctslib: error: give the input as INPUT or --input PATH", file=sys.stderr)
         return 2
     try:
         opts = PredictOptions(levels=levels, members=args.members, seed=args.seed, output_kind=args.output_kind,
@@ -576,7 +576,7 @@ def cmd_predict(args) -> int:
         modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
         result = predict_path(pred, inputs, args.output, args.uncertainty, modalities, args.brain_mask, opts, args.force)
     except (ValueError, FileNotFoundError) as exc:   # PredictError, DataError, unreadable checkpoint
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"ctslib: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"checkpoint": str(args.ckpt), "step": pred.step, "weights": pred.weights,
                       "output_kind": opts.output_kind, "levels": list(levels), "members": opts.members,

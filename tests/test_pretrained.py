@@ -43,8 +43,8 @@ def weights(tmp_path, monkeypatch, trained) -> Path:
 
 
 def test_export_keeps_half_precision_ema_only(trained, weights):
-    state = torch.load(weights / "toy.pt", weights_only=False)
-    assert set(state) == {"ema", "step", "model_cfg", "train_cfg", "data"}
+    state = torch.load(weights / "toy.pt", weights_only=True)
+    assert set(state) == {"format", "ema", "step", "model_cfg", "train_cfg", "data"}
     assert all(v.dtype == torch.float16 for v in state["ema"].values() if v.is_floating_point())
     assert (weights / "toy.pt").stat().st_size < 0.6 * Path(trained).stat().st_size / 2   # no online/target/optimiser
     full, _ = build_model_from_checkpoint(trained)

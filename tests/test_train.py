@@ -41,7 +41,7 @@ def _run(out: Path, steps: int = 6, max_steps: int | None = None, resume: bool =
 
 
 def _load(out: Path) -> dict:
-    return torch.load(out / "ckpt.pt", map_location="cpu", weights_only=False)
+    return torch.load(out / "ckpt.pt", map_location="cpu", weights_only=True)
 
 
 def _tensors(obj, prefix=""):

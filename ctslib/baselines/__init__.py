@@ -18,16 +18,18 @@ __all__ = [
 
 def load_baseline(path, weights: str = "ema", map_location="cpu"):
     """Rebuild a baseline (SupervisedUNet or EDMDenoiser) from OUT/ckpt.pt written by `ctslib.train.fit`; returns (model, state)."""
-    from ..checkpoint import load_checkpoint
-    from ..config import model_config_from_dict
+    from ..checkpoint import CheckpointError, checkpoint_configs, checkpoint_weights, load_checkpoint, load_weights
     state = load_checkpoint(path, map_location=map_location)
-    cfg = model_config_from_dict(state["model_cfg"])
+    cfg, _ = checkpoint_configs(path, state)
     if state.get("kind") == "supervised":
         model = SupervisedUNet(cfg)
     elif state.get("kind") == "diffusion":
-        model = EDMDenoiser(cfg, EDMConfig(**state["extra"]))
+        try:
+            model = EDMDenoiser(cfg, EDMConfig(**(state.get("extra") or {})))
+        except TypeError as exc:
+            raise CheckpointError(f"checkpoint {path}: its diffusion config is not valid ({exc})") from None
     else:
-        raise ValueError(f"{path}: not a baseline checkpoint (kind={state.get('kind')!r})")
-    model.load_state_dict(state[weights])
+        raise CheckpointError(f"{path}: not a baseline checkpoint (kind={state.get('kind')!r})")
+    load_weights(path, model, checkpoint_weights(path, state, weights))
     model.eval()
     return model, state
