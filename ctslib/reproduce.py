@@ -1,4 +1,4 @@
-"""Headless reproduction of the tutorial: the papermill runner and its CLI (``python -m ctslib reproduce``).
+"""Headless reproduction of the tutorial: the papermill runner behind ``python -m ctslib reproduce``.
 
     python -m ctslib reproduce --profile quick --out runs/quick         # the in-repo real sample (DDTI), 2-core CPU
     python -m ctslib reproduce --profile quick --data "$CTS_DATA_ROOT" --out runs/ci   # the full sets' DDTI
@@ -14,19 +14,15 @@ The notebooks' own helpers live in ctslib.tutorial (profiles, live training, run
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
-from .data.roots import SAMPLE, absolute_data
-from .data.spec import spec_usage
 from .io_utils import write_json_atomic
 from .records import jsonable, markdown_table
-from .tutorial import PROFILES, QUICK_NOTE, REPO
+from .tutorial import QUICK_NOTE, REPO
 
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_.+\.ipynb$")
@@ -94,28 +90,23 @@ def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def cmd_reproduce(args) -> int:
-    try:
-        import papermill as pm
-    except ImportError:
-        print("reproduce needs papermill: pip install -e '.[notebooks]'", file=sys.stderr)
-        return 2
+def run_notebooks(notebooks: list[Path], out: Path, values: dict, *, kernel: str = "python3",
+                  cwd: str | Path = NOTEBOOK_DIR, timeout: int = 3600, cell_progress: bool = True,
+                  log_output: bool = False) -> list[dict]:
+    """Execute `notebooks` in order with papermill into OUT, injecting `values` into each parameters cell.
+
+    Writes OUT/notebooks/ (executed copies), OUT/results/, OUT/summary.md and OUT/summary.json after every
+    notebook; stops at the first failing notebook (its run record holds the error). Returns the run records.
+    """
+    import papermill as pm
     from tqdm.auto import tqdm
-    notebooks = discover(args.notebooks, args.only)
-    if not notebooks:
-        print(f"no notebooks NN_*.ipynb matching {args.only or '*'} in {args.notebooks}", file=sys.stderr)
-        return 2
-    out = Path(args.out).expanduser().resolve()
+
+    from .viz import HEADLESS_ENV
     for sub in ("notebooks", "figures", "results"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    data = absolute_data(args.data)
-    from .viz import HEADLESS_ENV
     os.environ[HEADLESS_ENV] = "1"        # the kernels inherit it: widgets draw once as plain output (viz.interactive)
-    values = {"PROFILE": args.profile, "DATA": data, "OUT": str(out), "DEVICE": args.device}
-    if args.steps is not None:
-        values["STEPS"] = args.steps
-    meta = {"profile": args.profile, "data": data, "device": args.device, "out": str(out),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    meta = {"profile": values.get("PROFILE"), "data": values.get("DATA"), "device": values.get("DEVICE"),
+            "out": str(out), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     runs: list[dict] = []
     bar = tqdm(notebooks, desc="notebooks", unit="nb")
     for nb in bar:
@@ -125,47 +116,14 @@ def cmd_reproduce(args) -> int:
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(nb), str(executed), parameters=notebook_parameters(nb, values),
-                                kernel_name=args.kernel, cwd=str(Path(args.notebooks).resolve()),
-                                execution_timeout=args.timeout, progress_bar=args.cell_progress,
-                                log_output=args.log_output)
+                                kernel_name=kernel, cwd=str(Path(cwd).resolve()), execution_timeout=timeout,
+                                progress_bar=cell_progress, log_output=log_output)
         except Exception as exc:  # papermill's cell errors, kernel start failures, timeouts
             runs.append({"name": nb.stem, "status": "failed", "seconds": time.perf_counter() - t0,
                          "executed": str(executed), "error": _error_text(exc)[-4000:]})
-            bar.close()
-            write_summary(out, meta, runs)
-            print(f"\nnotebook {nb.name} FAILED; executed copy with the error: {executed}\n{_error_text(exc)}",
-                  file=sys.stderr)
-            print(f"stopped at the first failing notebook; summary: {out / 'summary.md'}", file=sys.stderr)
-            return 1
+            break
         runs.append({"name": nb.stem, "status": "ok", "seconds": time.perf_counter() - t0, "executed": str(executed)})
         write_summary(out, meta, runs)
     bar.close()
-    print(f"{len(runs)} notebooks ok; summary: {out / 'summary.md'}")
-    return 0
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    from .cli import HELP_FMT
-    """Register ``reproduce`` on the CLI (ctslib/cli.py discovers this function)."""
-    p = subparsers.add_parser(
-        "reproduce", help="execute the tutorial notebooks headlessly and summarise their results",
-        description="Execute notebooks/NN_*.ipynb in order with papermill, injecting the parameters; write the "
-                    "executed notebooks, figures and summary.md/summary.json to OUT; stop at the first failure.",
-        formatter_class=HELP_FMT)
-    p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
-                   help="quick: minutes on a 2-core CPU (illustrative numbers); full: the presets' real length (GPU)")
-    p.add_argument("--data", default=SAMPLE,
-                   help=f"dataset spec for training: sample (the in-repo real DDTI sample), {spec_usage()}, or a "
-                        "data root folder such as $CTS_DATA_ROOT (trains on its DDTI set)")
-    p.add_argument("--out", default="runs/reproduce", help="output folder (notebooks/, figures/, results/, summary.*)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (injected as DEVICE)")
-    p.add_argument("--steps", type=int, default=None, help="training steps of every run (03, each 04 variant, 05/06 fallbacks); unset: the profile's choice")
-    p.add_argument("--only", default=None, help="comma-separated notebook numbers or names, e.g. 01,03")
-    p.add_argument("--notebooks", default=str(NOTEBOOK_DIR), help="folder of the numbered notebooks (also the cwd)")
-    p.add_argument("--kernel", default="python3", help="Jupyter kernel name")
-    p.add_argument("--timeout", type=int, default=3600, help="per-cell execution timeout in seconds")
-    p.add_argument("--cell-progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="show papermill's per-cell progress bar")
-    p.add_argument("--log-output", action="store_true", help="stream the notebooks' own output to the terminal")
-    p.set_defaults(func=cmd_reproduce)
-    return p
+    write_summary(out, meta, runs)
+    return runs

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import schedules
 from .checkpoint import load_checkpoint, save_checkpoint
+from .run_folder import check_run_folder, start_run_folder
 from .config import ModelConfig, TrainConfig
 from .device import autocast, describe, in_layout, modules_in_layout, pick_device, use_channels_last
 from .evaluate import EvalOptions, evaluate, headline
@@ -56,7 +57,8 @@ class RunOptions:
     compile: bool = False
     channels_last: bool | None = None  # memory format; None: device.use_channels_last decides
     num_workers: int = 0
-    resume: bool = False
+    resume: bool = False               # continue the run in `out` (it must hold ckpt.pt)
+    force: bool = False                # replace the run in `out`; without resume/force an existing run is an error
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -166,8 +168,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
         torch.cuda.set_device(device)
     out = Path(run.out)
     is_main = rank == 0
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, run.resume, run.force)
     max_steps = run.max_steps if run.max_steps is not None else train_cfg.steps
     if train_cfg.batch_size % world:
         raise ValueError(f"batch size {train_cfg.batch_size} is not divisible by the world size {world}")
@@ -179,7 +180,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
     step = 0
     ckpt_path = out / "ckpt.pt"
     resume_notes: list[str] = []
-    if run.resume and ckpt_path.exists():
+    if run.resume:
         state = load_checkpoint(ckpt_path, map_location=device)
         resume_notes = check_resume_configs(ckpt_path, state, model_cfg, train_cfg)
         model.load_state_dict(state["model"])
@@ -212,14 +213,20 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=run.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=False)
     log_path = out / "log.jsonl"
-    if is_main and step == 0 and log_path.exists():
-        log_path.unlink()  # a fresh run starts a fresh log; a resumed one appends
     if is_main:
+        start_run_folder(out, run.resume, run.force)   # stale temp files out; with force the old run's files too
         append_jsonl(log_path, {"event": "start", "kind": kind, "step": step, "device": describe(device), "world": world,
                                 "train_config_changes_on_resume": resume_notes, "data": data_spec,
                                 "model": asdict(model_cfg), "train": asdict(train_cfg), "extra": extra or {}})
 
     def save(path: Path):
+        try:
+            write_checkpoint(path)
+        except OSError as exc:   # a full disk: the previous file stays as it was (atomic write)
+            kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+            raise OSError(exc.errno, f"{exc.strerror or exc}; {kept}", str(path)) from None
+
+    def write_checkpoint(path: Path):
         save_checkpoint(path, {
             "model": model.state_dict(), "ema": ema.state_dict(),
             "target": None if target is None else target.state_dict(),

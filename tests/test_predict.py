@@ -122,7 +122,7 @@ def test_nifti_mask_aligns_voxel_for_voxel(tmp_path, monkeypatch):
         m = (image[:, :1] > 1.0).float()                  # z-scored lesion >> 1, brain < 1, background 0
         return Segmentation(m, m, m, torch.zeros_like(m), torch.zeros_like(m), m, m, 1, members)
 
-    monkeypatch.setattr(P, "segment", oracle)
+    monkeypatch.setattr(P.inference, "segment", oracle)
     out = tmp_path / "pred.nii.gz"
     P.predict_nifti(pred, [path], out)
     got = np.asarray(nib.load(str(out)).dataobj)

@@ -62,6 +62,22 @@ def _natural(s: str):
 
 
 # ------------------------------------------------------------------------------------ discovery
+def _inside(base: Path, relative: str, csv_path: Path, line: int, column: str) -> Path:
+    """`relative` (a CSV cell) as a path inside the dataset folder `base`; absolute or escaping paths are refused.
+
+    The check is on the written path (``..`` components), not on where symbolic links point, so a dataset
+    folder may link its files from elsewhere.
+    """
+    text = (relative or "").strip()
+    if not text:
+        raise data_error(csv_path, f"line {line}: the {column!r} column is empty")
+    written = Path(text)
+    if written.is_absolute() or os.path.normpath(text).split(os.sep)[0] == os.pardir:
+        raise data_error(csv_path, f"line {line}: {column} {text!r} is outside the dataset folder {base}; rows "
+                                   "must name files inside it (relative paths without '..' leading out)")
+    return base / written
+
+
 def records_from_csv(csv_path: Path, split: str, cfg: PairsConfig) -> list[Record]:
     """Rows of a pairs CSV whose split column equals ``split`` (any value; ``all`` = every row)."""
     try:
@@ -89,7 +105,7 @@ def records_from_csv(csv_path: Path, split: str, cfg: PairsConfig) -> list[Recor
     base = csv_path.parent.resolve()
     out = []
     for n, r in enumerate(rows, start=2):
-        image, mask = (base / r[cfg.image_col]), (base / r[cfg.mask_col])
+        image, mask = (_inside(base, r[col], csv_path, n, col) for col in (cfg.image_col, cfg.mask_col))
         try:
             sl = int(r[slice_col]) if slice_col else 0
         except ValueError:

@@ -9,13 +9,31 @@ Mask rules (docs/method.md section 8):
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
-from .errors import data_error
+from .errors import DataError, data_error
 
 MASK_RULES = ("binary", "labels", "threshold")
+# Input size bounds, checked from the file header before any pixel is decoded: a few-KB PNG can claim
+# 8000 x 8000 pixels (gigabytes once decoded). `pixel_limit` (CLI: --max-pixels) raises or lowers MAX_PIXELS.
+MAX_PIXELS = 50_000_000
+MAX_VOXELS = 1_000_000_000
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int | None):
+    """Within the block, pictures may have up to `max_pixels` pixels (None: keep the current limit)."""
+    global MAX_PIXELS
+    previous = MAX_PIXELS
+    if max_pixels is not None:
+        MAX_PIXELS = int(max_pixels)
+    try:
+        yield MAX_PIXELS
+    finally:
+        MAX_PIXELS = previous
 
 
 # --------------------------------------------------------------------------------- NIfTI volumes
@@ -27,8 +45,15 @@ def read_nifti(path: str | Path, dtype=np.float32) -> np.ndarray:
     if not path.is_file():
         raise data_error(path, "file not found")
     try:
-        img = nib.as_closest_canonical(nib.load(str(path)))
+        img = nib.load(str(path))
+        voxels = int(np.prod(img.shape, dtype=np.float64)) if img.shape else 0
+        if voxels > MAX_VOXELS:
+            raise data_error(path, f"volume of shape {tuple(img.shape)} has {voxels:,} voxels, more than the limit "
+                                   f"{MAX_VOXELS:,}")
+        img = nib.as_closest_canonical(img)
         arr = np.asarray(img.dataobj, dtype=dtype)
+    except DataError:
+        raise
     except Exception as exc:  # nibabel raises many types for truncated/corrupt files
         raise data_error(path, f"cannot read NIfTI ({type(exc).__name__}: {exc})") from None
     check_finite(arr, path)
@@ -72,19 +97,34 @@ def read_picture(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise data_error(path, "file not found")
+    pil_guard, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None   # our own limit below replaces PIL's
     try:
         with Image.open(path) as im:
+            width, height = im.size
+            if width * height > MAX_PIXELS:
+                raise data_error(path, f"image is {width}x{height} = {width * height:,} pixels, more than the limit "
+                                       f"{MAX_PIXELS:,} (raise it with --max-pixels)")
             if im.mode == "P":                       # palette (GIF masks): use the palette indices' colours
                 im = im.convert("RGB" if "transparency" not in im.info else "RGBA")
             elif im.mode == "1":
                 im = im.convert("L")
             arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise data_error(path, f"cannot decode image ({type(exc).__name__}: {exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_guard
     if arr.ndim not in (2, 3) or arr.size == 0:
         raise data_error(path, f"unsupported image shape {arr.shape}")
     check_finite(arr, path)
     return arr
+
+
+def picture_channels(arr: np.ndarray) -> int:
+    """Colour channels of a decoded picture, not counting alpha: 1 (grey) or 3 (colour), as `to_channels` sees it."""
+    have = 1 if arr.ndim == 2 else arr.shape[2]
+    return have - 1 if have in (2, 4) else have
 
 
 def to_channels(arr: np.ndarray, channels: int, path: str | Path) -> np.ndarray:
