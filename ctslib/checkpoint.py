@@ -53,8 +53,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first sentence of an exception's message, at most 200 characters."""
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    first = text[0].split(". ")[0] if text else ""
+    return first[:200] if first else type(exc).__name__
 
 
 def checkpoint_weights(path: str | Path, state: dict, weights: str) -> dict[str, torch.Tensor]:

@@ -46,7 +46,7 @@ def check_run_folder(out: str | Path, resume: bool, force: bool) -> None:
                                  "a new run)")
         return
     if run_files(out) and not force:
-        raise RunFolderError(f"{out} already holds a run ({describe_run(out)}); pass --resume to continue it or "
+        raise RunFolderError(f"--out {out} already holds a run ({describe_run(out)}); pass --resume to continue it or "
                              "--force to replace it")
 
 

@@ -47,10 +47,10 @@ def classify(exc: BaseException) -> tuple[int, str]:
                                                           NotADirectoryError, PermissionError)):
         where = f"{exc.filename}: " if exc.filename else ""
         what = exc.strerror or str(exc)
-        if exc.errno == errno.ENOSPC:
-            what = f"no space left on device ({exc.strerror or exc})"
-        elif exc.errno == errno.EROFS:
-            what = f"read-only file system ({exc.strerror or exc})"
+        if exc.errno == errno.ENOSPC and "no space left" not in what.lower():
+            what = f"no space left on device ({what})"
+        elif exc.errno == errno.EROFS and "read-only" not in what.lower():
+            what = f"read-only file system ({what})"
         return EXIT_RUNTIME, _one_line(f"{where}{what}")
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename and str(exc.filename) not in str(exc.strerror or "") else ""
