@@ -105,14 +105,13 @@ def checkpoint_configs(path: str | Path, state: dict):
 
 
 def build_model_from_checkpoint(path: str | Path, weights: str = "ema", map_location="cpu"):
-    """Rebuild a CTSModel from a checkpoint or snapshot; weights = "ema" (default) or "model" (online).
+    """Rebuild a CTSModel from a checkpoint or snapshot file; weights = "ema" (default) or "model" (online).
 
-    `path` may also be a pretrained name (``ctslib.pretrained_names()``), checked against its SHA-256.
-    Returns (model in eval mode, info: step, weights, train_cfg, data).
+    Returns (model in eval mode, info: step, weights, train_cfg, data). `ctslib.pretrained.load_model` also
+    takes a pretrained name.
     """
     from .model import CTSModel
-    from .pretrained import resolve_checkpoint
-    path = resolve_checkpoint(path)
+    path = Path(path)
     state = load_checkpoint(path, map_location=map_location)
     model_cfg, train_cfg = checkpoint_configs(path, state)
     if state.get("kind", "cts") != "cts":

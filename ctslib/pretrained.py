@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY = WEIGHTS_DIR / "registry.json"
@@ -87,9 +87,14 @@ def resolve_checkpoint(ckpt: str | Path) -> Path:
     raise PretrainedError(f"checkpoint {ckpt} does not exist and is not a pretrained name (available: {available})")
 
 
+def load_model(ckpt: str | Path, weights: str = "ema", map_location="cpu"):
+    """(CTSModel in eval mode, info) of a checkpoint file or a pretrained name (checksum verified); see
+    `checkpoint.build_model_from_checkpoint`."""
+    return build_model_from_checkpoint(resolve_checkpoint(ckpt), weights, map_location)
+
+
 def load_pretrained(name: str, device: str | torch.device = "cpu"):
     """(CTSModel in eval mode, info) of a pretrained checkpoint; info adds the registry entry under "pretrained"."""
-    from .checkpoint import build_model_from_checkpoint
     model, info = build_model_from_checkpoint(pretrained_path(name), "ema", map_location="cpu")
     info["pretrained"] = pretrained_entry(name)
     return model.to(device), info
@@ -116,5 +121,5 @@ def write_registry_entry(name: str, entry: dict) -> None:
     write_json_atomic(REGISTRY, dict(sorted(entries.items())))
 
 
-__all__ = ["PretrainedError", "export_compact", "load_pretrained", "pretrained_entry", "pretrained_names",
+__all__ = ["PretrainedError", "export_compact", "load_model", "load_pretrained", "pretrained_entry", "pretrained_names",
            "pretrained_path", "resolve_checkpoint", "sha256", "write_registry_entry"]

@@ -36,16 +36,16 @@ def add_parser(sub):
 
 
 def cmd_evaluate(args) -> int:
-    from ..checkpoint import build_model_from_checkpoint
     from ..data import DiffusionConfig, open_dataset
     from ..data.readers import pixel_limit
     from ..device import describe, pick_device
     from ..evaluate import EvalOptions, evaluate, format_table
     from ..io_utils import write_json_atomic
+    from ..pretrained import load_model
     if args.json is not None:
         check_output_file(args.json, "--json", force=args.force)
     device = pick_device(args.device)
-    model, info = build_model_from_checkpoint(args.ckpt, args.weights, map_location="cpu")
+    model, info = load_model(args.ckpt, args.weights, map_location="cpu")
     model.to(device)
     if args.compile:
         model.compile()

@@ -76,11 +76,11 @@ def load_predictor(ckpt: str | Path, weights: str = "ema", device: str = "auto",
     compile=True runs the consistency function through torch.compile (nn.Module.compile: the same
     module and state_dict): the first batch pays the compilation, later ones run the fused kernels.
     """
-    from ..checkpoint import build_model_from_checkpoint
+    from ..pretrained import load_model
     if weights not in ("ema", "model"):
         raise PredictError(f"weights must be 'ema' or 'model', got {weights!r}")
     dev = pick_device(device)
-    model, info = build_model_from_checkpoint(ckpt, weights, map_location="cpu")
+    model, info = load_model(ckpt, weights, map_location="cpu")
     model.to(dev).eval()
     modules_in_layout(use_channels_last(dev), model)
     if compile:
