@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,13 +183,17 @@ def test_hd95_monai_convention_matches_monai(k):
     assert ours >= M.hd95(p, g, spacing=spacing)            # the larger directed percentile >= the pooled one
 
 
+def _conventions_script():
+    """scripts/hd95_conventions.py, which prints docs/evaluation.md section 11's tables."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "hd95_conventions.py"
+    spec = importlib.util.spec_from_file_location("hd95_conventions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _square_and_far_blob() -> tuple[np.ndarray, np.ndarray]:
-    """G: a 24x24 square in a 64x64 image; P: that square moved down one row, plus a 3x3 blob far from it."""
-    g = np.zeros((64, 64), bool)
-    g[8:32, 8:32] = True
-    p = np.roll(g, 1, axis=0)
-    p[52:55, 52:55] = True
-    return p, g
+    return _conventions_script().square_and_far_blob()
 
 
 def test_hd95_conventions_differ_on_a_far_false_positive():
@@ -200,6 +206,24 @@ def test_hd95_conventions_differ_on_a_far_false_positive():
     assert larger > 10 * pooled > 0
     with pytest.raises(ValueError, match="convention"):
         M.hd95(p, g, convention="deepmind")
+
+
+def test_convention_tables_of_the_docs_agree_with_medpy_and_monai():
+    """The rows of scripts/hd95_conventions.py: ctslib's two HD95 conventions equal MedPy's and MONAI's, ctslib's
+    per-slice Dice equals MONAI's with ignore_empty=False and its dice_tumour MONAI's default (empty slices NaN)."""
+    script = _conventions_script()
+    rows = dict((name, value) for name, _, value in script.hd95_rows(*_square_and_far_blob()))
+    medpy_row = rows["medpy.metric.binary.hd95"]
+    monai_row = rows["monai.metrics.compute_hausdorff_distance(percentile=95)"]
+    assert rows["ctslib hd95(convention='medpy') (default)"] == pytest.approx(medpy_row, abs=1e-12)
+    assert rows["ctslib hd95(convention='monai')"] == pytest.approx(monai_row, rel=1e-6)
+    dice_rows = dict(script.dice_rows(script.three_slices()))
+    assert dice_rows["MONAI DiceMetric (default), both empty"] == "nan"
+    assert dice_rows["ctslib dice, both empty"] == dice_rows["MONAI DiceMetric (ignore_empty=False), both empty"]
+    assert dice_rows["ctslib per_slice dice_tumour mean (slices with tumour)"] == dice_rows[
+        "MONAI DiceMetric (default), aggregate() mean"] == "0.7000"
+    assert dice_rows["ctslib per_slice dice mean (empty slice counts 1)"] == dice_rows[
+        "MONAI DiceMetric (ignore_empty=False), aggregate() mean"] == "0.8000"
 
 
 # --------------------------------------------------------------------------- #
