@@ -113,3 +113,22 @@ def test_format_table_shows_lesion_wise_rows():
     row = next(line for line in table.splitlines() if line.startswith("one_step") and "0.4167" in line)
     assert row.split()[-5:] == ["3", "2", "1", "1", "1"]       # lesions, detected, missed, false positives, cases
     assert "BraTS 2023" in table and "medpy convention" in table
+
+
+def test_evaluate_cli_reports_the_chosen_hd95_convention_and_lesion_wise_scores(tiny_checkpoint, tmp_path, capsys):
+    """`evaluate --hd95-convention` reaches the scores: monai gives the larger-directed HD95 of the same masks."""
+    from ctslib.cli import main
+    ckpt = tiny_checkpoint("phantom-us:8")
+    results = {}
+    for convention in ("medpy", "monai"):
+        out = tmp_path / f"{convention}.json"
+        assert main(["evaluate", "--ckpt", str(ckpt), "--split", "test", "--limit", "6", "--outputs", "aux_head",
+                     "--hd95-convention", convention, "--json", str(out), "--device", "cpu"]) == 0
+        results[convention] = json.loads(out.read_text())["aux_head"]
+        assert results[convention]["hd95_convention"] == convention
+        assert f"HD95: {convention} convention" in capsys.readouterr().out
+    medpy, monai = (results[c]["per_slice"]["hd95"]["mean"] for c in ("medpy", "monai"))
+    assert monai >= medpy
+    assert results["medpy"]["per_slice"]["dice"] == results["monai"]["per_slice"]["dice"]
+    lesion_wise = results["medpy"]["lesion_wise"]
+    assert lesion_wise["n"] == results["medpy"]["per_volume"]["n"] and lesion_wise["dice"]["mean"] is not None
