@@ -39,7 +39,8 @@ BRATS_SYNAPSE_ID="${BRATS_SYNAPSE_ID:-syn25829067}"
 usage() {
   cat <<EOF
 Usage: $0 [options]
-  --dest DIR          where to lay out the data (default: \$CTS_DATA_ROOT or ./data)
+  --dest DIR          where to lay out the data (default: \$CTS_DATA_ROOT or ./data, which git ignores
+                      apart from the committed data/sample)
   --datasets LIST     comma list of ddti, lgg, brats (default: ddti,lgg)
   --base-url URL      fetch NAME.tar.gz / NAME.zip from a mirror (http(s):// or file://) that
                       holds a SHA256SUMS file, instead of the public sources (env CTS_DATA_BASE_URL)

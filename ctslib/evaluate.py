@@ -1,4 +1,4 @@
-"""Evaluation protocol (docs/evaluation.md): hard Dice / IoU / HD95 per slice and per volume.
+"""Evaluation protocol (docs/evaluation.md): hard Dice / IoU / HD95 per slice and per volume, lesion-wise scores.
 
 Outputs scored separately: the one-step consistency sample, the multistep sample, the E-member
 ensemble, and the auxiliary head y_hat. Only the first three measure the consistency model.
@@ -51,12 +51,19 @@ class EvalOptions:
     grid: str = "native"                   # native: score on the dataset's own grid (docs/evaluation.md section 5); model: at image_size
     seed: int = 0
     hd95: bool = True
+    hd95_convention: str = "medpy"         # or "monai": the larger directed percentile (docs/evaluation.md section 11)
+    lesion_wise: bool = True               # per-case lesion-wise scores (docs/evaluation.md section 12)
     n_bootstrap: int = 2000
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
 
 Segmenter = Callable[[torch.Tensor, list[int]], dict[str, torch.Tensor]]
+
+
+def _new_scores(opts: EvalOptions) -> SegmentationScores:
+    return SegmentationScores(hd95=opts.hd95, hd95_convention=opts.hd95_convention, lesion_wise=opts.lesion_wise,
+                              n_bootstrap=opts.n_bootstrap, seed=opts.seed)
 
 
 def _native_source(dataset: Dataset) -> Dataset | None:
@@ -116,7 +123,7 @@ def evaluate_segmenter(segmenter: Segmenter, dataset: Dataset, opts: EvalOptions
         with autocast(device):
             preds = segmenter(image, [opts.seed * 1_000_003 + i for i in indices])
         for name in preds:
-            scores.setdefault(name, SegmentationScores(hd95=opts.hd95, n_bootstrap=opts.n_bootstrap, seed=opts.seed))
+            scores.setdefault(name, _new_scores(opts))
         _score_batch(scores, preds, mask, meta, indices, native)
     grid = "native" if native is not None else "model"
     return {name: {**s.summary(), "grid": grid} for name, s in scores.items()}
@@ -130,7 +137,7 @@ def resolution_ceiling(dataset: Dataset, opts: EvalOptions = EvalOptions()) -> d
     native = _native_source(dataset)
     if native is None:
         raise ValueError("resolution_ceiling needs a dataset read from files (native_mask); this one has no native grid")
-    scores = {"resized_truth": SegmentationScores(hd95=opts.hd95, n_bootstrap=opts.n_bootstrap, seed=opts.seed)}
+    scores = {"resized_truth": _new_scores(opts)}
     for _, mask, meta, indices in _batches(dataset, opts):
         _score_batch(scores, {"resized_truth": mask}, mask, meta, indices, native)
     return {name: {**s.summary(), "grid": "native"} for name, s in scores.items()}
@@ -191,7 +198,8 @@ def headline(results: dict) -> dict[str, float | None]:
 
 
 def format_table(results: dict, levels: Sequence[float] = ()) -> str:
-    """A plain-text table: output x (per-slice / per-volume Dice, IoU, HD95 as mean ± std)."""
+    """Plain-text tables: output x (per-slice / per-volume Dice, IoU, HD95 as mean ± std), then the lesion-wise
+    scores (docs/evaluation.md section 12) where they were computed."""
     def cell(d):
         return "n/a" if d is None or d.get("mean") is None else f"{d['mean']:.4f} ± {d['std']:.4f}"
     rows = [f"{'output':<10} {'level':<10} {'Dice':<18} {'IoU':<18} {'HD95':<20} n"]
@@ -199,6 +207,18 @@ def format_table(results: dict, levels: Sequence[float] = ()) -> str:
         for level in ("per_slice", "per_volume"):
             x = r[level]
             rows.append(f"{name:<10} {level:<10} {cell(x['dice']):<18} {cell(x['iou']):<18} {cell(x['hd95']):<20} {x['n']}")
+    lesion_rows = [(name, r["lesion_wise"]) for name, r in results.items() if r.get("lesion_wise")]
+    if lesion_rows:
+        rows.append(f"{'output':<10} {'lesion-wise Dice':<20} {'lesions':>8} {'detected':>9} {'missed':>7} "
+                    f"{'false pos':>10} cases")
+        rows += [f"{name:<10} {cell(x['dice']):<20} {x['lesions']:>8} {x['detected']:>9} {x['missed']:>7} "
+                 f"{x['false_positives']:>10} {x['n']}" for name, x in lesion_rows]
+        x = lesion_rows[0][1]
+        rows.append(f"lesions: components merged within {x['dilation']} voxels, lesions of {x['min_size']} voxels "
+                    "or fewer left out (BraTS 2023 lesion-wise protocol)")
+    conventions = sorted({r["hd95_convention"] for r in results.values() if "hd95_convention" in r})
+    if conventions:
+        rows.append(f"HD95: {' / '.join(conventions)} convention (docs/evaluation.md section 11)")
     grids = sorted({r["grid"] for r in results.values() if "grid" in r})
     if grids:
         rows.append(f"scored on the {' / '.join(grids)} grid" + (" (masks mapped back to the files' own size)"

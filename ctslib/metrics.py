@@ -5,7 +5,8 @@ Hard metrics are computed on binary masks at a fixed threshold:
 * Dice  = 2|P∩G| / (|P|+|G|),  IoU = |P∩G| / |P∪G|  (so per case IoU = D/(2-D)).
   Both masks empty -> 1.0; exactly one empty -> 0.0.
 * HD95  = 95th percentile of the *pooled* directed surface distances in both
-  directions (MedPy convention), surfaces = mask minus its binary erosion,
+  directions (MedPy convention; ``convention="monai"``: the larger of the two
+  directed 95th percentiles), surfaces = mask minus its binary erosion,
   distances from a Euclidean distance transform with ``sampling=spacing``.
   Units: pixels for 2-D slices (spacing=None), mm for volumes (pass spacing).
   Both empty -> 0.0; exactly one empty -> undefined (``nan``), or the image
@@ -13,11 +14,9 @@ Hard metrics are computed on binary masks at a fixed threshold:
 
 :class:`SegmentationScores` accumulates per-slice records incrementally and
 produces per-slice and per-volume summaries (mean ± std, seeded percentile
-bootstrap 95% CI over cases) as a JSON-serialisable, NaN-free dict.
-
-The ``legacy_*`` functions reproduce the soft, batch-pooled Dice/IoU of the
-authors' released code for parity checks only; they are NOT comparable to the
-per-slice or per-volume Dice above.
+bootstrap 95% CI over cases, lesion-wise scores per case from ``ctslib.lesions``)
+as a JSON-serialisable, NaN-free dict. The soft batch-pooled Dice of the
+authors' released code lives apart, in ``ctslib.legacy_metrics`` (parity only).
 
 Inputs may be numpy arrays or torch tensors (2-D or 3-D); torch is never
 imported here, tensors are converted by duck typing.
@@ -32,23 +31,13 @@ from typing import Any, Hashable, Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from .lesions import lesion_scores
+from .statistics import bootstrap_ci, mean_std
+
 __all__ = [
-    "as_mask",
-    "dice",
-    "iou",
-    "dice_iou",
-    "iou_from_dice",
-    "surface",
-    "surface_distances",
-    "hd95",
-    "image_diagonal",
-    "SLICE_256_DIAGONAL_PX",
-    "BRATS_VOLUME_DIAGONAL_MM",
-    "mean_std",
-    "bootstrap_ci",
-    "SegmentationScores",
-    "legacy_soft_dice",
-    "legacy_soft_iou",
+    "as_mask", "dice", "iou", "dice_iou", "iou_from_dice", "surface", "surface_distances", "hd95",
+    "HD95_CONVENTIONS", "image_diagonal", "SLICE_256_DIAGONAL_PX", "BRATS_VOLUME_DIAGONAL_MM", "mean_std",
+    "bootstrap_ci", "SegmentationScores",
 ]
 
 Spacing = float | Sequence[float] | None
@@ -191,6 +180,12 @@ def image_diagonal(shape: Sequence[int], spacing: Spacing = None) -> float:
 
 SLICE_256_DIAGONAL_PX: float = image_diagonal((256, 256))
 BRATS_VOLUME_DIAGONAL_MM: float = image_diagonal((240, 240, 155), 1.0)
+HD95_CONVENTIONS = ("medpy", "monai")
+
+
+def _check_convention(convention: str) -> None:
+    if convention not in HD95_CONVENTIONS:
+        raise ValueError(f"HD95 convention must be one of {', '.join(HD95_CONVENTIONS)}, got {convention!r}")
 
 
 def hd95(
@@ -199,16 +194,21 @@ def hd95(
     spacing: Spacing = None,
     fallback: str = "nan",
     threshold: float = 0.5,
+    convention: str = "medpy",
 ) -> float:
-    """95th-percentile Hausdorff distance, MedPy convention (docs/evaluation.md).
+    """95th-percentile Hausdorff distance (docs/evaluation.md sections 6 and 11).
 
-    ``np.percentile(np.hstack((d_pg, d_gp)), 95)`` over pooled directed surface
-    distances; units of ``spacing`` (pixels if None). Both empty -> 0.0.
-    Exactly one empty -> ``nan`` (``fallback="nan"``) or the image diagonal
-    (``fallback="diagonal"``, see :func:`image_diagonal`).
+    ``convention="medpy"`` (default): ``np.percentile(np.hstack((d_pg, d_gp)), 95)``
+    over the pooled directed surface distances (MedPy's ``hd95``).
+    ``convention="monai"``: ``max(percentile(d_pg, 95), percentile(d_gp, 95))``
+    (MONAI's ``compute_hausdorff_distance(percentile=95)``, DeepMind's
+    ``compute_robust_hausdorff`` up to its surfel weighting). Units of ``spacing``
+    (pixels if None). Both empty -> 0.0. Exactly one empty -> ``nan``
+    (``fallback="nan"``) or the image diagonal (``fallback="diagonal"``).
     """
     if fallback not in ("nan", "diagonal"):
         raise ValueError(f"fallback must be 'nan' or 'diagonal', got {fallback!r}")
+    _check_convention(convention)
     p, g = _pair(pred, gt, threshold)
     pe, ge = not p.any(), not g.any()
     if pe and ge:
@@ -216,46 +216,9 @@ def hd95(
     if pe or ge:
         return image_diagonal(p.shape, spacing) if fallback == "diagonal" else float("nan")
     d_pg, d_gp = surface_distances(p, g, spacing)
+    if convention == "monai":
+        return float(max(np.percentile(d_pg, 95), np.percentile(d_gp, 95)))
     return float(np.percentile(np.hstack((d_pg, d_gp)), 95))
-
-
-# --------------------------------------------------------------------------- #
-# statistics
-# --------------------------------------------------------------------------- #
-def _finite(values: Iterable[float]) -> np.ndarray:
-    v = np.asarray(list(values), dtype=np.float64)
-    return v[np.isfinite(v)]
-
-
-def mean_std(values: Iterable[float]) -> dict[str, float | None]:
-    """{"mean", "std"} over finite values (population std, ddof=0); None if none."""
-    v = _finite(values)
-    if v.size == 0:
-        return {"mean": None, "std": None}
-    return {"mean": float(v.mean()), "std": float(v.std())}
-
-
-def bootstrap_ci(
-    values: Iterable[float],
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> list[float] | None:
-    """Seeded percentile-bootstrap CI of the mean (docs/evaluation.md section 7).
-
-    Resamples the finite values with replacement ``n_resamples`` times using
-    ``np.random.default_rng(seed)``; returns [lo, hi], or None if there are no
-    values or ``n_resamples <= 0`` (bootstrap switched off, e.g. for quick validation).
-    """
-    v = _finite(values)
-    if v.size == 0 or n_resamples <= 0:
-        return None
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, v.size, size=(n_resamples, v.size))
-    means = v[idx].mean(axis=1)
-    a = (1.0 - level) / 2.0 * 100.0
-    lo, hi = np.percentile(means, [a, 100.0 - a])
-    return [float(lo), float(hi)]
 
 
 # --------------------------------------------------------------------------- #
@@ -299,7 +262,7 @@ def _jsonable(v: float) -> float | None:
 
 @dataclass
 class SegmentationScores:
-    """Incremental per-slice / per-volume evaluator (docs/evaluation.md sections 4 and 7).
+    """Incremental per-slice / per-volume evaluator (docs/evaluation.md sections 4, 7 and 12).
 
     Feed batches with :meth:`add`; only the binary masks (bool) and per-slice
     scores are kept. :meth:`summary` returns a JSON-serialisable, NaN-free dict.
@@ -313,6 +276,9 @@ class SegmentationScores:
         hd95_fallback: "nan" (undefined HD95 excluded from mean/std and counted)
             or "diagonal" (replaced by the image diagonal, still counted).
         hd95: False skips the distance transforms (HD95 then reads None; Dice/IoU only).
+        hd95_convention: "medpy" (pooled, default) or "monai" (larger directed percentile).
+        lesion_wise: per-case lesion-wise scores (``ctslib.lesions``, BraTS 2023 protocol)
+            with ``lesion_dilation`` steps and lesions of ``lesion_min_size`` voxels or fewer left out.
         n_bootstrap, seed, ci_level: percentile bootstrap over cases.
         threshold: binarisation threshold for non-bool inputs.
     """
@@ -322,6 +288,10 @@ class SegmentationScores:
     case_spacing: dict = field(default_factory=dict)
     hd95_fallback: str = "nan"
     hd95: bool = True
+    hd95_convention: str = "medpy"
+    lesion_wise: bool = True
+    lesion_dilation: int = 3
+    lesion_min_size: int = 50
     n_bootstrap: int = 2000
     seed: int = 0
     ci_level: float = 0.95
@@ -332,6 +302,15 @@ class SegmentationScores:
     def __post_init__(self) -> None:
         if self.hd95_fallback not in ("nan", "diagonal"):
             raise ValueError("hd95_fallback must be 'nan' or 'diagonal'")
+        _check_convention(self.hd95_convention)
+
+    def _hd95(self, p: np.ndarray, g: np.ndarray, spacing: Spacing) -> tuple[float, bool]:
+        """(HD95 under this policy, whether it is undefined); nan when HD95 is switched off."""
+        if not self.hd95:
+            return float("nan"), False
+        h = hd95(p, g, spacing, fallback="nan", convention=self.hd95_convention)
+        undefined = math.isnan(h)
+        return (image_diagonal(p.shape, spacing) if undefined and self.hd95_fallback == "diagonal" else h), undefined
 
     def __len__(self) -> int:
         return len(self._slices)
@@ -355,30 +334,18 @@ class SegmentationScores:
             pi, gi = np.ascontiguousarray(p[i]), np.ascontiguousarray(g[i])
             vol[sl] = (pi, gi)
             d, j = dice_iou(pi, gi)
-            h = hd95(pi, gi, self.slice_spacing, fallback="nan") if self.hd95 else float("nan")
-            undefined = self.hd95 and math.isnan(h)
-            if undefined and self.hd95_fallback == "diagonal":
-                h = image_diagonal(pi.shape, self.slice_spacing)
-            self._slices.append(
-                {
-                    "case": case,
-                    "slice": sl,
-                    "dice": d,
-                    "iou": j,
-                    "hd95": h,
-                    "tumour": bool(gi.any()),
-                    "pred_nonempty": bool(pi.any()),
-                    "hd95_undefined": undefined,
-                }
-            )
+            h, undefined = self._hd95(pi, gi, self.slice_spacing)
+            self._slices.append({"case": case, "slice": sl, "dice": d, "iou": j, "hd95": h, "tumour": bool(gi.any()),
+                                 "pred_nonempty": bool(pi.any()), "hd95_undefined": undefined})
 
     def per_case(self) -> list[dict]:
         """Per-volume scores: slices stacked in slice-index order, 3-D metrics (a one-slice case: 2-D ones).
 
         Returns dicts {"case", "n_slices", "dice", "iou", "hd95",
-        "hd95_undefined"} sorted by case id (so summaries do not depend on the
-        order batches were fed); hd95 is None when undefined under the "nan"
-        policy.
+        "hd95_undefined", "lesions"} sorted by case id (so summaries do not depend
+        on the order batches were fed); hd95 is None when undefined under the
+        "nan" policy; "lesions" holds the case's `LesionScores` as a dict (None
+        when lesion_wise is off).
         """
         out = []
         for case in _sorted_cases(self._masks):
@@ -391,26 +358,25 @@ class SegmentationScores:
             if len(order) == 1:     # a one-slice case is an image: 2-D surfaces (a 3-D erosion would take it all)
                 p, g = p[0], g[0]
                 spacing = spacing if spacing is None or np.ndim(spacing) == 0 else tuple(spacing)[1:]
-            h = hd95(p, g, spacing, fallback="nan") if self.hd95 else float("nan")
-            undefined = self.hd95 and math.isnan(h)
-            if undefined and self.hd95_fallback == "diagonal":
-                h = image_diagonal(p.shape, spacing)
-            out.append(
-                {
-                    "case": case,
-                    "n_slices": len(order),
-                    "dice": float(d),
-                    "iou": float(j),
-                    "hd95": _jsonable(h),
-                    "hd95_undefined": undefined,
-                }
-            )
+            h, undefined = self._hd95(p, g, spacing)
+            lesions = lesion_scores(p, g, self.lesion_dilation, self.lesion_min_size) if self.lesion_wise else None
+            out.append({"case": case, "n_slices": len(order), "dice": float(d), "iou": float(j), "hd95": _jsonable(h),
+                        "hd95_undefined": undefined, "lesions": lesions.as_dict() if lesions else None})
         return out
 
     def _with_ci(self, values: list[float]) -> dict:
         out: dict = mean_std(values)
         out["ci95"] = bootstrap_ci(values, self.n_bootstrap, self.seed, self.ci_level)
         return out
+
+    def _lesion_summary(self, cases: list[dict]) -> dict | None:
+        """Lesion-wise Dice over cases (mean, std, CI) and the counts summed over cases."""
+        scored = [c["lesions"] for c in cases if c["lesions"] is not None]
+        if not self.lesion_wise:
+            return None
+        counts = ("lesions", "detected", "missed", "false_positives", "small_lesions")
+        return {"dice": self._with_ci([s["dice"] for s in scored]), **{k: sum(s[k] for s in scored) for k in counts},
+                "n": len(scored), "dilation": self.lesion_dilation, "min_size": self.lesion_min_size}
 
     def summary(self) -> dict:
         """JSON-serialisable summary (plain floats/ints, None where undefined)."""
@@ -429,57 +395,21 @@ class SegmentationScores:
             "dice_tumour": ms(tum, "dice"),
             "iou_tumour": ms(tum, "iou"),
             "hd95_tumour": ms(tum, "hd95"),
-            "false_positive_empty": sum(
-                1 for r in rows if not r["tumour"] and r["pred_nonempty"]
-            ),
+            "false_positive_empty": sum(1 for r in rows if not r["tumour"] and r["pred_nonempty"]),
             "hd95_undefined": sum(1 for r in rows if r["hd95_undefined"]),
         }
         cases = self.per_case()
         per_volume = {
             "dice": self._with_ci([c["dice"] for c in cases]),
             "iou": self._with_ci([c["iou"] for c in cases]),
-            "hd95": self._with_ci(
-                [c["hd95"] for c in cases if c["hd95"] is not None]
-            ),
+            "hd95": self._with_ci([c["hd95"] for c in cases if c["hd95"] is not None]),
             "n": len(cases),
             "hd95_undefined": sum(1 for c in cases if c["hd95_undefined"]),
         }
         return {
             "per_slice": per_slice,
             "per_volume": per_volume,
+            "lesion_wise": self._lesion_summary(cases),
             "hd95_fallback": self.hd95_fallback,
+            "hd95_convention": self.hd95_convention,
         }
-
-
-# --------------------------------------------------------------------------- #
-# legacy (parity only)
-# --------------------------------------------------------------------------- #
-def _legacy_sums(prob: Any, target: Any) -> tuple[float, float, float]:
-    p = _to_numpy(prob).astype(np.float64)
-    g = _to_numpy(target).astype(np.float64)
-    if p.shape != g.shape:
-        raise ValueError(f"prob shape {p.shape} != target shape {g.shape}")
-    return float((p * g).sum()), float(p.sum()), float(g.sum())
-
-
-def legacy_soft_dice(prob: Any, target: Any, eps: float = 1e-6) -> float:
-    """LEGACY soft batch-pooled Dice, as in the authors' released code (parity only).
-
-    ``(2*sum(p*g) + eps) / (sum(p) + sum(g) + eps)`` with soft probabilities,
-    summed over the WHOLE batch (all slices pooled). Large-tumour slices dominate
-    and empty slices vanish, so this is NOT comparable to per-slice or
-    per-volume Dice (docs/evaluation.md).
-    """
-    inter, sp, sg = _legacy_sums(prob, target)
-    return (2.0 * inter + eps) / (sp + sg + eps)
-
-
-def legacy_soft_iou(prob: Any, target: Any, eps: float = 1e-6) -> float:
-    """LEGACY soft batch-pooled IoU, as in the authors' released code (parity only).
-
-    ``(sum(p*g) + eps) / (sum(p) + sum(g) - sum(p*g) + eps)`` pooled over the
-    whole batch. NOT comparable to per-slice or per-volume IoU
-    (docs/evaluation.md).
-    """
-    inter, sp, sg = _legacy_sums(prob, target)
-    return (inter + eps) / (sp + sg - inter + eps)

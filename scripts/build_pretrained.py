@@ -2,6 +2,7 @@
 
     python scripts/build_pretrained.py lgg-tiny64 --data-root "$CTS_DATA_ROOT"           # retrain + card
     python scripts/build_pretrained.py ddti-tiny64 --data-root "$CTS_DATA_ROOT" --check  # rescore the committed file
+    python scripts/build_pretrained.py ddti-tiny64 --data-root "$CTS_DATA_ROOT" --card   # + lesion-wise scores, new card
 
 A build trains the named recipe (RECIPES below: preset, data set, steps, seed) on the full set's
 train split with `ctslib.train.train`, exports the EMA weights in half precision
@@ -10,7 +11,9 @@ evaluation protocol (docs/evaluation.md: hard masks, fixed thresholds, the files
 patient for LGG, per image for DDTI, bootstrap CIs), and writes `ctslib/weights/<name>.pt`, its
 registry entry (SHA-256, scores, command, run time) and the model card `ctslib/weights/<name>.md`.
 `--check` rescores the committed file the same way and fails if any score differs from the
-registry's (the model card is generated from the registry, so it cannot drift either).
+registry's (the model card is generated from the registry, so it cannot drift either). `--card` rescores
+the committed file without retraining, refuses if its Dice/IoU/HD95 differ from the registry's, and
+writes the lesion-wise scores (docs/evaluation.md section 12) into its registry entry and its card.
 """
 from __future__ import annotations
 
@@ -88,7 +91,33 @@ def scores(model, test_set, recipe: Recipe, mask_encoding: str) -> dict:
         out[name] = {m: {k: src[m][k] for k in ("mean", "std", "ci95") if k in src[m]}
                      for m, src in (("dice", dice_iou), ("iou", dice_iou), ("hd95", block))}
         out[name]["n"] = block["n"]
+        out[name]["lesion_wise"] = r["lesion_wise"]      # per case: per patient (LGG) or per image (DDTI)
     return out
+
+
+LESION_COUNTS = ("lesions", "detected", "missed", "false_positives", "small_lesions", "n", "dilation", "min_size")
+
+
+def _mean_differs(label: str, recorded: dict, found: dict) -> list[str]:
+    a, b = recorded["mean"], found["mean"]
+    return [f"{label}: card {a:.4f}, rescored {b:.4f}"] if abs(a - b) > 1e-4 * max(1.0, abs(a)) else []
+
+
+def score_differences(recorded: dict, found: dict, lesion_wise: bool = True) -> list[str]:
+    """What differs between the registry's scores and fresh ones (means to 1e-4, counts exactly)."""
+    problems = []
+    for output, metrics in recorded.items():
+        new = found[output]
+        for metric, stats in metrics.items():
+            if metric == "n" and new["n"] != stats:
+                problems.append(f"{output} n: card {stats}, rescored {new['n']}")
+            elif metric == "lesion_wise" and lesion_wise:
+                problems += [f"{output} lesion-wise {k}: card {stats[k]}, rescored {new[metric][k]}"
+                             for k in LESION_COUNTS if stats[k] != new[metric][k]]
+                problems += _mean_differs(f"{output} lesion-wise Dice", stats["dice"], new[metric]["dice"])
+            elif metric not in ("n", "lesion_wise"):
+                problems += _mean_differs(f"{output} {metric}", stats, new[metric])
+    return problems
 
 
 def rescored(name: str, recipe: Recipe, data_root: Path) -> tuple[dict, dict]:
@@ -138,16 +167,24 @@ def check(name: str, recipe: Recipe, data_root: Path) -> list[str]:
     card = WEIGHTS_DIR / f"{name}.md"
     if not card.is_file() or card.read_text() != model_card(name, entry):
         problems.append(f"model card {card} is missing or differs from the one its registry entry generates")
-    for output, metrics in entry["scores"].items():
-        for metric, stats in metrics.items():
-            if metric == "n":
-                if found[output]["n"] != stats:
-                    problems.append(f"{output} n: card {stats}, rescored {found[output]['n']}")
-                continue
-            a, b = stats["mean"], found[output][metric]["mean"]
-            if abs(a - b) > 1e-4 * max(1.0, abs(a)):
-                problems.append(f"{output} {metric}: card {a:.4f}, rescored {b:.4f}")
-    return problems
+    problems += [f"{output}: no lesion-wise scores (write them with --card)"
+                 for output, metrics in entry["scores"].items() if "lesion_wise" not in metrics]
+    return problems + score_differences(entry["scores"], found)
+
+
+def with_lesion_scores(name: str, recipe: Recipe, data_root: Path) -> dict:
+    """Rescore the committed file (no retraining) and add its lesion-wise scores to its registry entry.
+
+    Refuses when the rescored Dice/IoU/HD95 differ from the registry's: then the card would mix two
+    evaluations (`--rescore` rewrites them all)."""
+    entry, found = rescored(name, recipe, data_root)
+    problems = score_differences(entry["scores"], found, lesion_wise=False)
+    if problems:
+        raise PretrainedError(f"{name}: rescored scores differ from the registry's ({'; '.join(problems)}); "
+                              "rewrite them all with --rescore")
+    entry = {**entry, "scores": {o: {**s, "lesion_wise": found[o]["lesion_wise"]} for o, s in entry["scores"].items()}}
+    write_registry_entry(name, entry)
+    return entry
 
 
 def rescore(name: str, recipe: Recipe, data_root: Path) -> dict:
@@ -175,6 +212,33 @@ def preset_drift(entry: dict) -> dict[str, tuple]:
     now = asdict(today)
     return {k: (v, now[k]) for k, v in entry["train_config"].items() if k in now and k not in ("steps", "seed")
             and v != now[k]}
+
+
+def lesion_section(entry: dict, labels: dict[str, str]) -> str:
+    """The card's lesion-wise table (docs/evaluation.md section 12), from the registry entry; empty if it has none."""
+    scored = {o: s["lesion_wise"] for o, s in entry["scores"].items() if s.get("lesion_wise")}
+    if not scored:
+        return ""
+    first = next(iter(scored.values()))
+    case, grid, unit = (("patient", "3-D, 26-connected", "voxels") if entry["level"] == "per_volume"
+                        else ("image", "2-D, 8-connected", "pixels"))
+    rows = "\n".join(f"| {labels[o]} | {_pct(x['dice'])} | {x['lesions']} | {x['detected']} | {x['missed']} | "
+                     f"{x['false_positives']} |" for o, x in scored.items())
+    return f"""
+## Lesion-wise scores
+
+Per {case} ({first['n']} cases), as in the BraTS 2023 lesion-wise protocol (docs/evaluation.md section 12):
+the expert mask's connected components ({grid}), those within {first['dilation']} steps of each other counted as
+one lesion; a lesion is detected when a predicted component meets it (dilated {first['dilation']} times) and
+scores the Dice of those components, a missed lesion scores 0, and every predicted component that meets
+no lesion is a false positive scoring 0; lesions of {first['min_size']} {unit} or fewer are left out
+({first['small_lesions']} here). Lesion-wise Dice = the lesions' Dice summed / (lesions + false positives)
+per case; mean over cases with a 95% bootstrap CI. Counts are summed over the test split.
+
+| output | lesion-wise Dice % | lesions | detected | missed | false positives |
+|---|---|---|---|---|---|
+{rows}
+"""
 
 
 def model_card(name: str, entry: dict) -> str:
@@ -227,7 +291,7 @@ the native grid per image, in voxels per patient volume). Rescored by `python sc
 | output | Dice % | IoU % | HD95 | n |
 |---|---|---|---|---|
 {rows}
-
+{lesion_section(entry, labels)}
 ## Licence and limits
 
 - Training data licence: {entry['licence']}. These weights are derived from that data, so the same
@@ -247,6 +311,9 @@ def main(argv=None) -> int:
     mode.add_argument("--check", action="store_true", help="rescore the committed checkpoints and compare with their cards")
     mode.add_argument("--rescore", action="store_true", help="rescore the committed checkpoints and rewrite their "
                                                              "registry scores and cards (no retraining)")
+    mode.add_argument("--card", action="store_true", help="rescore the committed checkpoints (no retraining), add "
+                      "their lesion-wise scores to the registry and rewrite their cards; refuses if the other "
+                      "scores differ from the registry's")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     if not args.data_root:
@@ -265,7 +332,14 @@ def main(argv=None) -> int:
             print(f"{name}: " + ("matches its registry entry and model card" if not problems else "; ".join(problems)))
             status |= bool(problems)
             continue
-        entry = rescore(name, recipe, root) if args.rescore else build(name, recipe, root, args.threads)
+        if args.card:
+            try:
+                entry = with_lesion_scores(name, recipe, root)
+            except PretrainedError as exc:
+                print(exc, file=sys.stderr)
+                return 2
+        else:
+            entry = rescore(name, recipe, root) if args.rescore else build(name, recipe, root, args.threads)
         (WEIGHTS_DIR / f"{name}.md").write_text(model_card(name, entry))
         print(f"{name}: {entry['bytes'] / 1e6:.2f} MB, {entry['train_seconds']:.0f} s, one-step Dice "
               f"{100 * entry['scores']['one_step']['dice']['mean']:.1f}")

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from medpy.metric.binary import hd95 as medpy_hd95          # the outside references: the dev extra installs them
+from monai.metrics import compute_hausdorff_distance
 from scipy import ndimage
 
 from ctslib import metrics as M
+from ctslib.legacy_metrics import legacy_soft_dice, legacy_soft_iou
 
 
 # --------------------------------------------------------------------------- #
-# independent reference HD95 (MedPy/MONAI if present, else brute force)
+# independent HD95: a brute-force one here, MedPy and MONAI as outside references
 # --------------------------------------------------------------------------- #
 def _brute_boundary(m: np.ndarray) -> np.ndarray:
     """Foreground points with a face neighbour that is background or off-image."""
@@ -35,13 +42,11 @@ def _brute_hd95(p: np.ndarray, g: np.ndarray, spacing) -> float:
     return float(np.percentile(np.hstack((d.min(1), d.min(0))), 95))
 
 
-def _reference_hd95(p: np.ndarray, g: np.ndarray, spacing) -> float:
-    try:  # pragma: no cover - optional, normally not installed
-        from medpy.metric.binary import hd95 as medpy_hd95
-
-        return float(medpy_hd95(p, g, voxelspacing=spacing))
-    except ImportError:
-        return _brute_hd95(p, g, spacing)
+def _monai_hd95(p: np.ndarray, g: np.ndarray, spacing) -> float:
+    with warnings.catch_warnings():                     # MONAI's own deprecation notices
+        warnings.simplefilter("ignore", FutureWarning)
+        p_t, g_t = (torch.from_numpy(m)[None, None].float() for m in (p, g))
+        return float(compute_hausdorff_distance(p_t, g_t, percentile=95, spacing=spacing).item())
 
 
 def _blob(rng: np.random.Generator, shape, frac: float) -> np.ndarray:
@@ -130,7 +135,6 @@ def test_iou_is_dice_over_two_minus_dice_random():
 
 
 def test_threshold_and_torch_inputs():
-    torch = pytest.importorskip("torch")
     prob = np.array([[0.2, 0.7], [0.9, 0.4]])
     gt = np.array([[0, 1], [1, 0]])
     assert M.dice(prob, gt) == 1.0
@@ -154,7 +158,7 @@ _CASES = [((48, 48), None)] * 10 + [((14, 20, 22), (2.5, 1.0, 0.7))] * 6 + [
 
 
 @pytest.mark.parametrize("k", range(len(_CASES)))
-def test_hd95_matches_reference(k):
+def test_hd95_matches_medpy_and_brute_force(k):
     shape, spacing = _CASES[k]
     rng = np.random.default_rng(100 + k)
     p = _blob(rng, shape, rng.uniform(0.05, 0.3))
@@ -162,9 +166,64 @@ def test_hd95_matches_reference(k):
     sp = spacing if spacing is not None else (1.0,) * len(shape)
     assert (M.surface(p) == _brute_boundary(p)).all()
     ours = M.hd95(p, g, spacing=spacing)
-    ref = _reference_hd95(p, g, sp)
-    assert ours == pytest.approx(ref, rel=1e-9, abs=1e-9)
+    assert ours == pytest.approx(float(medpy_hd95(p, g, voxelspacing=sp)), rel=1e-9, abs=1e-9)
+    assert ours == pytest.approx(_brute_hd95(p, g, sp), rel=1e-9, abs=1e-9)
     assert ours > 0
+
+
+@pytest.mark.parametrize("k", range(0, len(_CASES), 3))
+def test_hd95_monai_convention_matches_monai(k):
+    """convention="monai" = MONAI's compute_hausdorff_distance(percentile=95), which works in float32."""
+    shape, spacing = _CASES[k]
+    rng = np.random.default_rng(100 + k)
+    p = _blob(rng, shape, rng.uniform(0.05, 0.3))
+    g = _blob(rng, shape, rng.uniform(0.05, 0.3))
+    ours = M.hd95(p, g, spacing=spacing, convention="monai")
+    assert ours == pytest.approx(_monai_hd95(p, g, spacing), rel=1e-6)
+    assert ours >= M.hd95(p, g, spacing=spacing)            # the larger directed percentile >= the pooled one
+
+
+def _conventions_script():
+    """scripts/hd95_conventions.py, which prints docs/evaluation.md section 11's tables."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "hd95_conventions.py"
+    spec = importlib.util.spec_from_file_location("hd95_conventions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _square_and_far_blob() -> tuple[np.ndarray, np.ndarray]:
+    return _conventions_script().square_and_far_blob()
+
+
+def test_hd95_conventions_differ_on_a_far_false_positive():
+    """docs/evaluation.md section 11: the far blob is 8 of 100 P-surface pixels, under 5% of the 192 pooled distances
+    but over 5% of the P->G ones, so MONAI's HD95 is more than ten times medpy's."""
+    p, g = _square_and_far_blob()
+    pooled, larger = M.hd95(p, g), M.hd95(p, g, convention="monai")
+    assert pooled == pytest.approx(float(medpy_hd95(p, g)), abs=1e-12)
+    assert larger == pytest.approx(_monai_hd95(p, g, None), rel=1e-6)
+    assert larger > 10 * pooled > 0
+    with pytest.raises(ValueError, match="convention"):
+        M.hd95(p, g, convention="deepmind")
+
+
+def test_convention_tables_of_the_docs_agree_with_medpy_and_monai():
+    """The rows of scripts/hd95_conventions.py: ctslib's two HD95 conventions equal MedPy's and MONAI's, ctslib's
+    per-slice Dice equals MONAI's with ignore_empty=False and its dice_tumour MONAI's default (empty slices NaN)."""
+    script = _conventions_script()
+    rows = dict((name, value) for name, _, value in script.hd95_rows(*_square_and_far_blob()))
+    medpy_row = rows["medpy.metric.binary.hd95"]
+    monai_row = rows["monai.metrics.compute_hausdorff_distance(percentile=95)"]
+    assert rows["ctslib hd95(convention='medpy') (default)"] == pytest.approx(medpy_row, abs=1e-12)
+    assert rows["ctslib hd95(convention='monai')"] == pytest.approx(monai_row, rel=1e-6)
+    dice_rows = dict(script.dice_rows(script.three_slices()))
+    assert dice_rows["MONAI DiceMetric (default), both empty"] == "nan"
+    assert dice_rows["ctslib dice, both empty"] == dice_rows["MONAI DiceMetric (ignore_empty=False), both empty"]
+    assert dice_rows["ctslib per_slice dice_tumour mean (slices with tumour)"] == dice_rows[
+        "MONAI DiceMetric (default), aggregate() mean"] == "0.7000"
+    assert dice_rows["ctslib per_slice dice mean (empty slice counts 1)"] == dice_rows[
+        "MONAI DiceMetric (ignore_empty=False), aggregate() mean"] == "0.8000"
 
 
 # --------------------------------------------------------------------------- #
@@ -276,6 +335,7 @@ def test_bootstrap_deterministic_and_contains_mean():
     assert ci1[0] < vals.mean() < ci1[1]
     assert M.bootstrap_ci([]) is None
     assert M.bootstrap_ci([0.4]) == [0.4, 0.4]
+    assert M.bootstrap_ci(vals, n_resamples=0) is None
     # through the accumulator, with a fixed seed the summary is reproducible
     recs = []
     for c in range(8):
@@ -286,6 +346,22 @@ def test_bootstrap_deterministic_and_contains_mean():
     assert s1 == s2
     lo, hi = s1["per_volume"]["dice"]["ci95"]
     assert lo <= s1["per_volume"]["dice"]["mean"] <= hi
+
+
+def _hand_bootstrap(v: np.ndarray, n_resamples: int, seed: int, level: float = 0.95) -> list[float]:
+    """The percentile bootstrap written out: resample means, then their (1-level)/2 percentiles."""
+    idx = np.random.default_rng(seed).integers(0, v.size, size=(n_resamples, v.size))
+    a = (1.0 - level) / 2.0 * 100.0
+    return [float(x) for x in np.percentile(v[idx].mean(axis=1), [a, 100.0 - a])]
+
+
+@pytest.mark.parametrize("n, level", [(5, 0.95), (7, 0.95), (49, 0.95), (200, 0.9)])
+def test_bootstrap_is_the_written_out_percentile_bootstrap(n, level):
+    """scipy.stats.bootstrap(method="percentile") with the same generator: the same interval to 1e-12."""
+    vals = np.random.default_rng(n).uniform(0.3, 0.95, size=n)
+    got = M.bootstrap_ci(vals, n_resamples=1000, seed=5, level=level)
+    assert got == pytest.approx(_hand_bootstrap(vals, 1000, 5, level), abs=1e-12)
+    assert got != pytest.approx(_hand_bootstrap(vals, 1000, 6, level), abs=1e-12)   # the seed matters
 
 
 def _summarize(records, **kwargs) -> dict:
@@ -338,6 +414,19 @@ def test_summary_json_serialisable_and_nan_free(fallback):
         assert s["per_volume"]["n"] == 3
 
 
+def test_accumulator_hd95_convention():
+    p, g = _square_and_far_blob()
+    for convention in M.HD95_CONVENTIONS:
+        acc = M.SegmentationScores(hd95_convention=convention, n_bootstrap=0)
+        acc.add(p, g, "c", 0)
+        s = acc.summary()
+        assert s["hd95_convention"] == convention
+        assert s["per_slice"]["hd95"]["mean"] == pytest.approx(M.hd95(p, g, convention=convention))
+        assert s["per_volume"]["hd95"]["mean"] == pytest.approx(M.hd95(p, g, convention=convention))
+    with pytest.raises(ValueError, match="convention"):
+        M.SegmentationScores(hd95_convention="pooled")
+
+
 def test_empty_accumulator_summary():
     s = M.SegmentationScores().summary()
     json.dumps(s, allow_nan=False)
@@ -361,12 +450,11 @@ def test_legacy_soft_dice_hand_computed():
     sp = 0.9 + 0.2 + 0.6 + 0.1 + 0.8 + 0.3  # 2.9
     sg = 3.0
     eps = 1e-6
-    assert M.legacy_soft_dice(prob, tgt) == pytest.approx((2 * inter + eps) / (sp + sg + eps))
-    assert M.legacy_soft_iou(prob, tgt) == pytest.approx((inter + eps) / (sp + sg - inter + eps))
-    assert M.legacy_soft_dice(prob, tgt) == pytest.approx(4.6 / 5.9, rel=1e-6)
-    torch = pytest.importorskip("torch")
-    assert M.legacy_soft_dice(torch.tensor(prob), torch.tensor(tgt)) == pytest.approx(
-        M.legacy_soft_dice(prob, tgt)
+    assert legacy_soft_dice(prob, tgt) == pytest.approx((2 * inter + eps) / (sp + sg + eps))
+    assert legacy_soft_iou(prob, tgt) == pytest.approx((inter + eps) / (sp + sg - inter + eps))
+    assert legacy_soft_dice(prob, tgt) == pytest.approx(4.6 / 5.9, rel=1e-6)
+    assert legacy_soft_dice(torch.tensor(prob), torch.tensor(tgt)) == pytest.approx(
+        legacy_soft_dice(prob, tgt)
     )
 
 
@@ -381,6 +469,6 @@ def test_legacy_differs_from_mean_per_slice_dice():
     tgt = np.stack([big_g, small_g]).astype(float)
     per_slice = np.mean([M.dice(big_g, big_g), M.dice(small_p, small_g)])
     assert per_slice == pytest.approx(0.5)
-    legacy = M.legacy_soft_dice(prob, tgt)
+    legacy = legacy_soft_dice(prob, tgt)
     assert legacy == pytest.approx(800 / 808, rel=1e-6)
     assert abs(legacy - per_slice) > 0.4
