@@ -379,7 +379,7 @@ def main(argv=None) -> int:
                 logs.update(lg)
             if profile:   # where the time goes instead of how much
                 result = top_ops(step, device)
-                del model, target, ema, opt, online, teacher
+                model = target = ema = opt = online = teacher = None   # free the memory before the next row
                 return result
             compile_s = None
             if compiled:
@@ -394,7 +394,7 @@ def main(argv=None) -> int:
                  "compile_s": compile_s,
                  "loss": logs.get("loss"), "num_scales": logs.get("num_scales"),
                  "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
-            del model, target, ema, opt, online, teacher
+            model = target = ema = opt = online = teacher = None   # free the memory before the next row
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             return perf(r, flops.get("train_step"))
@@ -446,7 +446,7 @@ def main(argv=None) -> int:
                              warmup=1)
             r["ensemble_ms_per_slice_derived"] = r["ms_per_slice"] * EDMConfig.members
             r["steps"] = args.diffusion_steps
-            del dm
+            dm = None
             return r
         return run
 

@@ -35,7 +35,7 @@ import csv
 import json
 import shutil
 import sys
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np

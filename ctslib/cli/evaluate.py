@@ -27,6 +27,8 @@ def add_parser(sub):
     p.add_argument("--grid", choices=GRIDS, default="native",
                    help="score on the files' own grid (predictions mapped back, docs/evaluation.md) or at the "
                         "model's resolution")
+    p.add_argument("--hd95-convention", choices=["medpy", "monai"], default="medpy",
+                   help="HD95 of pooled surface distances (medpy) or the larger directed one (monai; docs/evaluation.md)")
     p.add_argument("--json", default=None, help="write the full results to this JSON file (checked before scoring)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (minutes to compile; pays off "
@@ -54,7 +56,7 @@ def cmd_evaluate(args) -> int:
         ds = open_dataset(spec, args.split, model.cfg.image_size,
                           diffusion=DiffusionConfig() if args.anisotropic else None)
         opts = EvalOptions(outputs=args.outputs, levels=args.levels, members=args.members, batch_size=args.batch_size,
-                           limit=args.limit, seed=args.seed, grid=args.grid)
+                           limit=args.limit, seed=args.seed, grid=args.grid, hd95_convention=args.hd95_convention)
         results = evaluate(model, ds, info["train_cfg"].mask_encoding, opts, device)
     print(format_table(results))
     if args.json:
