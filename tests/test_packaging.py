@@ -63,7 +63,10 @@ def test_citation_cff_names_the_paper_and_agrees_with_pyproject():
 
 def test_licence_file_is_the_spdx_licence_pyproject_declares():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE", "ctslib/weights/NOTICE.md"]
+    notice = (REPO / "ctslib" / "weights" / "NOTICE.md").read_text()
+    for name in ("lgg-tiny64", "ddti-tiny64"):                    # every shipped checkpoint's terms are stated
+        assert f"`{name}.pt`" in notice and "non-commercial" in notice.lower()
     text = (REPO / "LICENSE").read_text()
     assert text.startswith("MIT License") and "Permission is hereby granted, free of charge" in text
 

@@ -69,6 +69,8 @@ def test_wheel_carries_weights_registry_cards_and_licence(wheel):
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "License-Expression: MIT" in meta
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert any(n.endswith("licenses/ctslib/weights/NOTICE.md") for n in names)    # the weights' own terms
+    assert "ctslib/weights/NOTICE.md" in names
     assert not [n for n in names if n.startswith(("tests/", "notebooks/", "data/"))]
 
 

@@ -1,7 +1,7 @@
 """`python -m ctslib evaluate`: score a checkpoint on a dataset split."""
 from __future__ import annotations
 
-from .common import (HELP_FMT, check_output_file, choice_list, device_name, noise_levels, positive_int,
+from .common import (HELP_FMT, UsageError, check_output_file, choice_list, device_name, noise_levels, positive_int,
                      seed_int)
 
 
@@ -37,6 +37,17 @@ def add_parser(sub):
     return p
 
 
+def check_default_data(spec: str, ckpt) -> None:
+    """The checkpoint's own data spec without a path needs its data under the data root; say how to give it."""
+    from ..data.spec import DEFAULT_FOLDERS, default_data_root, parse_spec
+    kind = parse_spec(spec).kind
+    if ":" not in spec.partition("?")[0] and kind in DEFAULT_FOLDERS:
+        folder = default_data_root() / DEFAULT_FOLDERS[kind]
+        if not folder.exists():
+            raise UsageError(f"{ckpt} was trained on {spec!r}, whose default folder {folder} does not exist; pass "
+                             f"--data {kind}:PATH or set CTS_DATA_ROOT to the folder that holds {DEFAULT_FOLDERS[kind]}/")
+
+
 def cmd_evaluate(args) -> int:
     from ..data import DiffusionConfig, open_dataset
     from ..data.readers import pixel_limit
@@ -52,6 +63,8 @@ def cmd_evaluate(args) -> int:
     if args.compile:
         model.compile()
     spec = args.data or info["data"] or "phantom"
+    if not args.data:
+        check_default_data(spec, args.ckpt)
     with pixel_limit(args.max_pixels):
         ds = open_dataset(spec, args.split, model.cfg.image_size,
                           diffusion=DiffusionConfig() if args.anisotropic else None)
