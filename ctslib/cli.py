@@ -57,7 +57,8 @@ def _add_train(sub):
     p.add_argument("--recipe", choices=["paper", "anchored"], default=None,
                    help="training recipe: paper = CT as the paper writes it, anchored = CT + anchor term (default: preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="set any TrainConfig field, e.g. --set anchor=2 --set sigma_max_share=0.25 (repeatable)")
+                   help="set any TrainConfig field, nested ones dotted, e.g. --set anchor.weight=2 --set anchor.sigma_max_share=0.25 "
+                        "(repeatable; the flat names of earlier versions, anchor=2, still work)")
     p.add_argument("--optimizer", choices=["adamw", "radam"], default=None, help="optimiser (paper: adamw)")
     p.add_argument("--alpha", type=float, default=None, help="weight of the auxiliary loss L_S")
     p.add_argument("--fusion", choices=FUSIONS, default=None, help="signal fusion")

@@ -36,10 +36,12 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
-def host_scalars(named: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Scalar tensors as Python floats with one device->host sync for all of them (not one per .item())."""
-    values = torch.stack([v.detach().float().reshape(()) for v in named.values()]).tolist()
-    return dict(zip(named, values))
+def host_scalars(named: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """Scalar tensors as Python floats with one device->host sync for all of them (not one per .item());
+    values that are already numbers stay as they are."""
+    tensors = {k: v for k, v in named.items() if torch.is_tensor(v)}
+    values = torch.stack([v.detach().float().reshape(()) for v in tensors.values()]).tolist() if tensors else []
+    return {**named, **dict(zip(tensors, values))}
 
 
 @functools.lru_cache(maxsize=None)

@@ -145,7 +145,7 @@ def test_jsonl_log_has_losses_schedule_speed_and_validation(tmp_path):
     for r in steps:
         for key in ("loss", "loss_ct", "loss_s", "num_scales", "mu", "lr", "img_per_s"):
             assert key in r and r[key] is not None, key
-        assert r["loss"] == pytest.approx(r["loss_ct"] + tcfg.alpha * r["loss_s"] + tcfg.anchor * r["loss_anchor"], rel=1e-5)
+        assert r["loss"] == pytest.approx(r["loss_ct"] + tcfg.alpha * r["loss_s"] + tcfg.anchor.weight * r["loss_anchor"], rel=1e-5)
         assert isinstance(r["num_scales"], int) and r["num_scales"] >= 2
         assert 0.0 < r["mu"] < 1.0 and r["lr"] == pytest.approx(tcfg.lr) and r["img_per_s"] > 0
     vals = [r for r in records if r.get("event") == "val"]
