@@ -54,11 +54,9 @@ def use_channels_last(device: torch.device, requested: bool | None = None) -> bo
     """Whether to run the networks in channels_last on `device` (None: decide from this torch build).
 
     Convolutions (cuDNN, oneDNN) are fastest in channels_last, but a GroupNorm that cannot keep that
-    layout converts every activation to NCHW and back. Measured on an H100 with torch 2.11, whose
-    CUDA GroupNorm returns NCHW (benchmarks/results/speed_gpu*.json): eager paper256 inference and
-    training 1.4x faster in plain NCHW. The CPU GroupNorm keeps channels_last, and there tiny64 and
-    test32 training ran 7-23% faster in it (torch 2.13, 1-2 threads). So: channels_last wherever
-    this torch's GroupNorm keeps it.
+    layout converts every activation to NCHW and back, which costs more than channels_last gains
+    (benchmarks/results/speed_gpu*.json and speed_cpu.json compare both layouts). So: channels_last
+    wherever this torch's GroupNorm keeps it.
     """
     if requested is not None:
         return requested

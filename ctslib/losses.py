@@ -86,7 +86,7 @@ def anchor_loss(denoised: torch.Tensor, mask: torch.Tensor, kind: str = "bce_dic
 
     "l2": mean_px (f - x^m)^2, the denoising (DSM) term of Consistency Trajectory Models (Kim et al., ICLR 2024, eq. 9);
     "bce_dice": BCE + soft Dice on logits whose sign is the sampler's threshold (masks.py), the x0-prediction losses
-    of one-step segmenters (SDSeg, Lotus) in the form that suits ~1%-area foregrounds.
+    of one-step segmenters (SDSeg, Lotus), in the form that suits small foregrounds (Dice does not drown in background).
     """
     masks = mask_coding(masks)
     if kind == "l2":

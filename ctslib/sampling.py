@@ -69,7 +69,7 @@ def consistency_sample(model: CTSModel, image: torch.Tensor, levels: Sequence[fl
     for s, tau in enumerate(levels or ()):
         if not cfg.sigma_min < tau < cfg.sigma_max:
             raise ValueError(f"multistep level {tau} must lie in (sigma_min, sigma_max)")
-        z = seeded_noise((b, 1, h, w), [derive_seed(sd, s + 1) for sd in seeds], image.device)
+        z = seeded_noise((b, 1, h, w), [derive_seed(seed, s + 1) for seed in seeds], image.device)
         x = x0 + math.sqrt(tau**2 - cfg.sigma_min**2) * z
         x0 = model(x, torch.full((b,), tau, device=image.device, dtype=torch.float64), image, encoded=encoded).denoised.clamp(-1, 1)
     return x0

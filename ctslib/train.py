@@ -4,7 +4,6 @@ Single process (CPU or one GPU):
     python -m ctslib train --preset tiny64 --variant cts_m --data phantom --steps 400 --out runs/quick
 Data parallel on N GPUs (rank 0 logs and checkpoints):
     torchrun --standalone --nproc_per_node=N -m ctslib train --preset paper256 --data brats:PATH --out runs/brats
-The tiny64 preset on the phantom set trains 400 steps in about 3 minutes on a 2-core CPU.
 
 Per iteration (docs/method.md section 1.3): sample a batch, L_CTS = L_CT + alpha L_S with the teacher at the
 less-noisy level, an optimiser step on theta, then theta^- <- mu(k) theta^- + (1 - mu(k)) theta (CT)

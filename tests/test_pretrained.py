@@ -1,4 +1,4 @@
-"""Pretrained checkpoints: loading by name, checksums, compact export, model cards (issue #13)."""
+"""Pretrained checkpoints: loading by name, checksums, compact export, model cards."""
 from __future__ import annotations
 
 import importlib.util

@@ -204,7 +204,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     sharding or averaging bug (wrong slice of the batch, of the noise, summed instead of averaged
     gradients) shows directly. AdamW would hide a gradient scale error, and it amplifies round-off:
     test32's GroupNorms have one channel per group, so the conv biases in front of them get gradients
-    of ~1e-9 that are pure summation noise, which Adam (eps 1e-8) turns into lr-sized random steps.
+    far below Adam's eps that are pure summation noise, which Adam turns into lr-sized random steps.
     """
     args = ["train", "--preset", "test32", "--data", "phantom:64", "--steps", "3", "--batch-size", "8",
             "--optimizer", "radam", "--eval-every", "0", "--val-split", "", "--ckpt-every", "3", "--no-progress",

@@ -2,7 +2,7 @@
 
 The network is exactly CTS's (a `CTSModel`, variant cts_m by default: g with early fusion, h with
 its signals and auxiliary head); only the objective and the sampler differ, so "one step vs
-many" is measured on the same backbone. Karras et al. 2022 ("EDM"):
+many" is compared on the same backbone. Karras et al. 2022 ("EDM"):
 
     D(x; sigma, x^d) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, x^d, c_noise(sigma))   (EDM eq. 7)
     c_skip = sd^2/(sigma^2+sd^2), c_out = sigma sd/sqrt(sigma^2+sd^2), c_in = 1/sqrt(sigma^2+sd^2),
@@ -15,9 +15,8 @@ Noise levels: P_mean = 1.0, P_std = 2.0 instead of EDM's image defaults (-1.2, 1
 trains DDPM with t uniform over 1000 linear-beta steps, whose equivalent sigma has median ~3.4
 (ln sigma ~ 1.2) and spans ~0.3-60 for t in [100, 900]; (1.0, 2.0) covers the same range. With
 EDM's defaults sigma > 20 is almost never trained although sampling starts at sigma_max = 80, and
-for masks the high-noise prediction E[x^m | x^d] is the segmentation itself: on DDTI (test32, 200
-steps, same budget as CTS) the 5-member Heun ensemble scored 0.68 Dice with (-1.2, 1.2) and 0.82
-with (1.0, 2.0). `EDMConfig(p_mean=-1.2, p_std=1.2)` restores EDM's choice. Sampling is
+for masks the high-noise prediction E[x^m | x^d] is the segmentation itself, so the baseline would
+lose most at the levels its sampler starts from. `EDMConfig(p_mean=-1.2, p_std=1.2)` restores EDM's choice. Sampling is
 the deterministic Heun sampler (EDM Algorithm 1, S_churn = 0) or Euler over N Karras levels
 sigma_max = t_0 > ... > t_{N-1} = sigma_min, t_N = 0. Defaults: N = 20 Heun steps (39 network
 evaluations per sample; EDM uses 18 for CIFAR-10) and an ensemble of 5 samples per image, as in
