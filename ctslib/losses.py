@@ -141,20 +141,19 @@ class ConsistencyLoss:
     def __call__(self, net: nn.Module, teacher: nn.Module, image: torch.Tensor, mask: torch.Tensor, step: int,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """L_CTS of one batch (steps 1-9) and its terms as 0-d tensors for the log."""
-        x_m = self.masks.encode(mask)
+        x_m = self.masks.encode(mask)                                          # the mask as x^m
         t_hi, t_lo, weight, z, num_scales = self.draw(step, x_m.shape, generator).to(x_m.device)
-        dropout = RNGSnapshot(x_m.device)
-        online = net(x_m + _per_sample(t_hi) * z, t_hi, image, preconditioning=self.preconditioning)   # f_theta(x_{n+1})
-        with torch.no_grad(), dropout.replay():            # sg f^-(x_n, t_n) with the online pass's dropout masks
-            target = teacher(x_m + _per_sample(t_lo) * z, t_lo.clamp(min=self.sigma_min), image,
-                             preconditioning=self.preconditioning).denoised
+        x_hi, x_lo = x_m + _per_sample(t_hi) * z, x_m + _per_sample(t_lo) * z   # one z for both levels
+        dropout = RNGSnapshot(x_m.device)                                      # the online pass's dropout state
+        online = net(x_hi, t_hi, image, preconditioning=self.preconditioning)  # f_theta(x_{n+1}, t_{n+1}) and y_hat
+        with torch.no_grad(), dropout.replay():                                # sg f^-(x_n, t_n), same dropout masks
+            target = teacher(x_lo, t_lo.clamp(min=self.sigma_min), image, preconditioning=self.preconditioning).denoised
         target = torch.where((t_lo > 0).reshape(-1, 1, 1, 1), target, x_m)     # t_n = 0 (ECT's r): x^m itself
-        l_ct = weight.float() * self.distance(online.denoised, target)
-        zero = torch.zeros_like(l_ct)
-        has_aux = online.aux_logits is not None and self.alpha > 0
-        l_s = aux_loss(online.aux_logits, mask, self.seg_loss) if has_aux else zero
-        a = self.anchor
-        l_a = anchor_loss(online.denoised, mask, a.loss, a.logit_scale, self.masks) if a.weight > 0 else zero
-        loss = (l_ct + self.alpha * l_s + a.weight * l_a).mean()
+        l_ct = weight.float() * self.distance(online.denoised, target)         # lambda d
+        off = torch.zeros_like(l_ct)
+        l_s = aux_loss(online.aux_logits, mask, self.seg_loss) if self.alpha > 0 and online.aux_logits is not None else off
+        beta, a = self.anchor.weight, self.anchor
+        l_a = anchor_loss(online.denoised, mask, a.loss, a.logit_scale, self.masks) if beta > 0 else off
+        loss = (l_ct + self.alpha * l_s + beta * l_a).mean()
         return loss, {"loss": loss.detach(), "loss_ct": l_ct.mean(), "loss_s": l_s.mean(), "loss_anchor": l_a.mean(),
                       "num_scales": num_scales, "t_hi_mean": t_hi.float().mean()}
