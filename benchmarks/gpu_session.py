@@ -124,7 +124,7 @@ def smoke_stage(json_path: str, cpu: bool) -> int:
     from benchmarks.measure import device_info, sync
     from ctslib.config import preset
     from ctslib.data import open_dataset
-    from ctslib.device import autocast, in_layout, modules_in_layout, pick_device, use_channels_last
+    from ctslib.device import autocast, host_scalars, in_layout, modules_in_layout, pick_device, use_channels_last
     from ctslib.io_utils import write_json_atomic
     from ctslib.losses import ConsistencyLoss
     from ctslib.model import CTSModel, count_parameters
@@ -156,8 +156,9 @@ def smoke_stage(json_path: str, cpu: bool) -> int:
     for it in range(4):
         sync(device)
         t0 = time.perf_counter()
-        loss, logs = loss_fn(model, target, image, mask, 1000, torch.Generator().manual_seed(it),
-                             autocast=lambda: autocast(device))
+        with autocast(device):
+            loss, logs = loss_fn(model, target, image, mask, 1000, torch.Generator().manual_seed(it))
+        logs = host_scalars(logs)
         model.zero_grad(set_to_none=True)
         loss.backward()
         sync(device)

@@ -99,7 +99,7 @@ def parse_args(argv=None):
     p.add_argument("--recipe", default=None, help="CTS training recipe for every CTS row: paper or anchored "
                                                  "(default: the preset's); `cts_m@paper` in --rows picks one per row")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="set a TrainConfig field for every row (repeatable), e.g. --set anchor=2")
+                   help="set a TrainConfig field for every row (repeatable), e.g. --set anchor.weight=2")
     p.add_argument("--model-set", dest="model_overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="set a ModelConfig field for every row, e.g. --model-set detach_signals=true (repeatable)")
     p.add_argument("--ema-rate", default="auto", help="evaluation EMA rate; auto = min(preset, 1 - 10/steps)")
@@ -204,7 +204,7 @@ def probe_seconds(row: str, mcfg, tcfg, dataset, device, warmup: int = 3, n: int
         model = CTSModel(with_variant(mcfg, row)).to(device)
         teacher = make_copy(model)
         ct = ConsistencyLoss(mcfg, tcfg)
-        loss_fn = lambda m, x, y, k, g: ct(m, teacher, x, y, k, g, autocast=lambda: autocast(device))  # noqa: E731
+        loss_fn = lambda m, x, y, k, g: ct(m, teacher, x, y, k, g)  # noqa: E731
     elif row.startswith("supervised"):
         model, loss_fn = SupervisedUNet(mcfg).to(device), SupervisedLoss()
     else:
@@ -523,7 +523,8 @@ def main(argv=None) -> int:
     if args.recipe:
         tcfg = with_recipe(tcfg, args.recipe)
     tcfg = replace(tcfg, seed=args.seeds[0], **{k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
-                                                                   ("s1", args.s1)) if v is not None})
+                                                                   ("ct", None if args.s1 is None else replace(tcfg.ct, s1=args.s1)))
+                                                if v is not None})
     tcfg = override(tcfg, args.overrides)
     probes, probes_eval = {}, {}
     if args.steps.startswith("auto:"):

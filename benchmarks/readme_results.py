@@ -17,13 +17,12 @@ import argparse
 import difflib
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from ctslib.cli import HELP_FMT  # noqa: E402
-from ctslib.config import TrainConfig  # noqa: E402
+from ctslib.config import train_config_from_dict  # noqa: E402
 from ctslib.data.spec import DATASETS  # noqa: E402
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ROW_ORDER = ("cts_nm", "cts_m", "cts_fm", "supervised", "supervised_mse", "diffusion")   # the paper's Table 1 order
@@ -219,12 +218,17 @@ def truncation_notes(d: dict) -> str:
 def bare_recipe(train_config: dict) -> str:
     """The recipe a file's bare CTS rows (`cts_m`, not `cts_m@paper`) trained with, read off its TrainConfig
     (fields a file predates take TrainConfig's defaults): the paper's CT, or the anchor's beta and logit scale."""
-    defaults = asdict(TrainConfig())
-    get = lambda k: train_config.get(k, defaults[k])  # noqa: E731
-    if get("anchor") == 0:
-        return "paper's CT" if get("sigma_max_share") == 0 else f"CT, sigma_max share {get('sigma_max_share'):g}"
-    return (f"anchored: beta {get('anchor'):g} {get('anchor_loss')} on logits {get('anchor_logit_scale'):g} f, "
-            f"sigma_max share {get('sigma_max_share'):g}, L_S {get('seg_loss')}")
+    cfg = train_config_from_dict(train_config)
+    a = cfg.anchor
+    if a.weight == 0:
+        return "paper's CT" if a.sigma_max_share == 0 else f"CT, sigma_max share {a.sigma_max_share:g}"
+    return (f"anchored: beta {a.weight:g} {a.loss} on logits {a.logit_scale:g} f, "
+            f"sigma_max share {a.sigma_max_share:g}, L_S {cfg.seg_loss}")
+
+
+def ct_s1(d: dict):
+    """The CT curriculum's s1 of a result file's TrainConfig ('?' for files without one)."""
+    return train_config_from_dict(d["train_config"]).ct.s1 if "train_config" in d else "?"
 
 
 def quality_section(group: list[tuple[str, dict]]) -> list[str]:
@@ -233,7 +237,7 @@ def quality_section(group: list[tuple[str, dict]]) -> list[str]:
     bare = any(r["row"].startswith("cts_") and "@" not in r["row"] for _, d in group for r in d["rows"])
     recipe = f"; CTS rows: {bare_recipe(first['train_config'])}" if bare and "train_config" in first else ""
     head = (f"#### Quality: preset `{first['preset']}`, {first['steps']} steps x batch {first['batch_size']} per row "
-            f"(lr {first['lr']:g}, CT curriculum s1 {first.get('train_config', {}).get('s1', '?')}, EMA {first['ema_rate']:.4g}"
+            f"(lr {first['lr']:g}, CT curriculum s1 {ct_s1(first)}, EMA {first['ema_rate']:.4g}"
             f"{recipe}) on {where(first)}")
     notes = "Sources: " + ", ".join(f"`benchmarks/results/{n}`" for n, _ in datasets) \
         + (" (CPU smoke run: tiny network and budget, a pipeline check)" if first.get("device_kind") != "cuda" else "")
@@ -311,13 +315,13 @@ def ablation_section(group: list[tuple[str, dict]]) -> list[str]:
              f"preset `{first['preset']}`, {first['steps']} steps x batch {first['batch_size']}, {LEVEL_LABEL[level]} "
              f"(test split{extra}) on {where(first)}", "",
              "| row | lr | CT curriculum s1 | one-step Dice | 1 step x E Dice | aux head Dice | source |", "|---|---|---|---|---|---|---|"]
-    key = lambda item: (item[1]["train_config"]["s1"], item[1]["lr"])  # noqa: E731
+    key = lambda item: (ct_s1(item[1]), item[1]["lr"])  # noqa: E731
     for name, d in sorted(group, key=key):
         for r in d["rows"]:
             outs = r.get("outputs") or {}
             cell = lambda o: (score_cells(r, o, level, n_seeds(d))[0]  # noqa: E731
                               if o in outs and outs[o][level]["dice"]["mean"] is not None else "-")
-            lines.append(f"| {r['label']} | {d['lr']:g} | {d['train_config']['s1']} | {cell('one_step')} | "
+            lines.append(f"| {r['label']} | {d['lr']:g} | {ct_s1(d)} | {cell('one_step')} | "
                          f"{cell('ensemble')} | {cell('aux_head')} | `{name}` |")
     return lines + [""]
 

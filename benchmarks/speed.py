@@ -34,7 +34,7 @@ from ctslib.cli import HELP_FMT  # noqa: E402
 from benchmarks.measure import count_flops, device_info, measured_matmul_tflops, peak_tflops, sync, time_call  # noqa: E402
 from ctslib.baselines.diffusion import EDMConfig, EDMDenoiser, edm_sample, network_evaluations  # noqa: E402
 from ctslib.config import preset  # noqa: E402
-from ctslib.device import autocast, pick_device, use_channels_last  # noqa: E402
+from ctslib.device import autocast, host_scalars, pick_device, use_channels_last  # noqa: E402
 from ctslib.io_utils import write_json_atomic  # noqa: E402
 from ctslib.losses import ConsistencyLoss  # noqa: E402
 from ctslib.model import CTSModel, count_parameters  # noqa: E402
@@ -364,19 +364,20 @@ def main(argv=None) -> int:
             img, _ = inputs(b, "autocast", fmt)
             mask = (torch.rand(b, 1, size, size, generator=torch.Generator().manual_seed(1)) > 0.7).float().to(device)
             k = 100_000
-            mu = ct_target_decay(k, tcfg.steps, tcfg.s0, tcfg.s1, tcfg.mu0, tcfg.clamp_schedule)
+            mu = ct_target_decay(k, tcfg.steps, tcfg.ct.s0, tcfg.ct.s1, tcfg.ct.mu0, tcfg.ct.clamp_schedule)
             logs = {}
 
             def step():
                 gen = torch.Generator().manual_seed(k)
-                loss, lg = loss_fn(online, teacher, img, mask, k, gen, autocast=lambda: autocast(device))
+                with autocast(device):
+                    loss, lg = loss_fn(online, teacher, img, mask, k, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if full:
                     opt.step()
                     ema_update(target, model, mu)
                     ema_update(ema, model, tcfg.ema_rate)
-                logs.update(lg)
+                logs.update(host_scalars(lg))
             if profile:   # where the time goes instead of how much
                 result = top_ops(step, device)
                 model = target = ema = opt = online = teacher = None   # free the memory before the next row

@@ -36,10 +36,12 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
-def host_scalars(named: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Scalar tensors as Python floats with one device->host sync for all of them (not one per .item())."""
-    values = torch.stack([v.detach().float().reshape(()) for v in named.values()]).tolist()
-    return dict(zip(named, values))
+def host_scalars(named: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """Scalar tensors as Python floats with one device->host sync for all of them (not one per .item());
+    values that are already numbers stay as they are."""
+    tensors = {k: v for k, v in named.items() if torch.is_tensor(v)}
+    values = torch.stack([v.detach().float().reshape(()) for v in tensors.values()]).tolist() if tensors else []
+    return {**named, **dict(zip(tensors, values))}
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,11 +54,9 @@ def use_channels_last(device: torch.device, requested: bool | None = None) -> bo
     """Whether to run the networks in channels_last on `device` (None: decide from this torch build).
 
     Convolutions (cuDNN, oneDNN) are fastest in channels_last, but a GroupNorm that cannot keep that
-    layout converts every activation to NCHW and back. Measured on an H100 with torch 2.11, whose
-    CUDA GroupNorm returns NCHW (benchmarks/results/speed_gpu*.json): eager paper256 inference and
-    training 1.4x faster in plain NCHW. The CPU GroupNorm keeps channels_last, and there tiny64 and
-    test32 training ran 7-23% faster in it (torch 2.13, 1-2 threads). So: channels_last wherever
-    this torch's GroupNorm keeps it.
+    layout converts every activation to NCHW and back, which costs more than channels_last gains
+    (benchmarks/results/speed_gpu*.json and speed_cpu.json compare both layouts). So: channels_last
+    wherever this torch's GroupNorm keeps it.
     """
     if requested is not None:
         return requested

@@ -21,7 +21,8 @@ from .data.spec import DATASETS
 from .device import autocast, in_layout, use_channels_last
 from .metrics import SegmentationScores
 from .model import CTSModel
-from .sampling import segment
+from .masks import MaskCoding, mask_coding
+from .sampling import derive_seed, segment, seeded_noise
 
 OUTPUTS = ("one_step", "multistep", "ensemble", "aux_head")
 GRIDS = ("native", "model")
@@ -121,7 +122,7 @@ def evaluate_segmenter(segmenter: Segmenter, dataset: Dataset, opts: EvalOptions
     for image, mask, meta, indices in _batches(dataset, opts):
         image = in_layout(image.to(device), channels_last)
         with autocast(device):
-            preds = segmenter(image, [opts.seed * 1_000_003 + i for i in indices])
+            preds = segmenter(image, [derive_seed(opts.seed, i) for i in indices])
         for name in preds:
             scores.setdefault(name, _new_scores(opts))
         _score_batch(scores, preds, mask, meta, indices, native)
@@ -144,28 +145,29 @@ def resolution_ceiling(dataset: Dataset, opts: EvalOptions = EvalOptions()) -> d
 
 
 def cts_segmenter(model: CTSModel, outputs: Sequence[str] = ("one_step", "aux_head"), levels=DEFAULT_LEVELS,
-                  members: int = 5, mask_encoding: str = "pm1") -> Segmenter:
+                  members: int = 5, mask_encoding: str | MaskCoding = "pm1") -> Segmenter:
     """CTS outputs by name: one_step, multistep (at `levels`), ensemble (E=`members`), aux_head."""
     model.eval()
+    coding = mask_coding(mask_encoding)
 
     def run(image, seeds):
         preds = {}
         if "one_step" in outputs or "aux_head" in outputs:
-            one = segment(model, image, None, 1, seeds, mask_encoding)
+            one = segment(model, image, None, 1, seeds, coding)
             if "one_step" in outputs:
                 preds["one_step"] = one.mask
             if "aux_head" in outputs and one.aux_mask is not None:
                 preds["aux_head"] = one.aux_mask
         if "multistep" in outputs:
-            preds["multistep"] = segment(model, image, levels, 1, seeds, mask_encoding).mask
+            preds["multistep"] = segment(model, image, levels, 1, seeds, coding).mask
         if "ensemble" in outputs:
-            preds["ensemble"] = segment(model, image, None, members, seeds, mask_encoding).mask
+            preds["ensemble"] = segment(model, image, None, members, seeds, coding).mask
         return preds
     return run
 
 
 @torch.no_grad()
-def evaluate(model: CTSModel, dataset: Dataset, mask_encoding: str = "pm1", opts: EvalOptions = EvalOptions(),
+def evaluate(model: CTSModel, dataset: Dataset, mask_encoding: str | MaskCoding = "pm1", opts: EvalOptions = EvalOptions(),
              device: torch.device | None = None) -> dict:
     """Score every requested CTS output on `dataset`; returns {output: SegmentationScores.summary()}."""
     device = device or next(model.parameters()).device
@@ -178,7 +180,7 @@ def evaluate(model: CTSModel, dataset: Dataset, mask_encoding: str = "pm1", opts
         model.train(was_training)
 
 
-def multistep_sweep(model: CTSModel, dataset: Dataset, levels: Sequence[float], mask_encoding: str = "pm1",
+def multistep_sweep(model: CTSModel, dataset: Dataset, levels: Sequence[float], mask_encoding: str | MaskCoding = "pm1",
                     level: str = "per_slice", limit: int | None = None, seed: int = 0,
                     device: torch.device | None = None) -> dict[float, dict[str, float]]:
     """{tau: {"dice", "iou"}} of the 2-step sampler at each second level tau, at `level` (per_slice or
@@ -227,7 +229,7 @@ def format_table(results: dict, levels: Sequence[float] = ()) -> str:
 
 
 @torch.no_grad()
-def dice_by_noise_level(model: CTSModel, dataset: Dataset, sigmas: Sequence[float], mask_encoding: str = "pm1",
+def dice_by_noise_level(model: CTSModel, dataset: Dataset, sigmas: Sequence[float], mask_encoding: str | MaskCoding = "pm1",
                         limit: int | None = None, max_images: int | None = 64, batch_size: int = 32, seed: int = 0,
                         device=None) -> dict[str, list]:
     """Dice of f(x^m + sigma z, sigma) > threshold against m, per noise level (mean over images, model grid).
@@ -237,12 +239,10 @@ def dice_by_noise_level(model: CTSModel, dataset: Dataset, sigmas: Sequence[floa
     Images with an empty expert mask are left out (their Dice says nothing about the chain); at most
     `max_images` of the others are scored, the first ones in dataset order.
     """
-    from .losses import encode_mask
     from .metrics import dice
-    from .sampling import mask_threshold, seeded_noise
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
-    thr = mask_threshold(mask_encoding)
+    coding = mask_coding(mask_encoding)
     opts = EvalOptions(batch_size=batch_size, limit=limit, progress=False)
     per_sigma: dict[float, list[float]] = {float(s): [] for s in sigmas}
     scored = 0
@@ -257,18 +257,18 @@ def dice_by_noise_level(model: CTSModel, dataset: Dataset, sigmas: Sequence[floa
         scored += len(ids)
         truth = mask.numpy() > 0.5
         encoded = model.encode(image)
-        x_clean = encode_mask(mask.to(device), mask_encoding)
+        x_clean = coding.encode(mask.to(device))
         for s in per_sigma:
-            z = seeded_noise(tuple(x_clean.shape), [seed * 1_000_003 + i for i in ids], device)
+            z = seeded_noise(tuple(x_clean.shape), [derive_seed(seed, i) for i in ids], device)
             sigma = torch.full((len(ids),), s, device=device, dtype=torch.float64)
-            pred = (model(x_clean + s * z, sigma, image, encoded=encoded).denoised > thr).cpu().numpy()
+            pred = (model(x_clean + s * z, sigma, image, encoded=encoded).denoised > coding.threshold).cpu().numpy()
             per_sigma[s] += [dice(p, g) for p, g in zip(pred, truth)]
     return {"sigma": list(per_sigma), "dice": [float(np.mean(v)) if v else float("nan") for v in per_sigma.values()],
             "n_images": scored}
 
 
 def level_sweep(model: CTSModel, dataset: Dataset, levels: Sequence[float] = (0.5, 0.8, 2.0, 5.0), limit: int | None = None,
-                device: str = "auto", mask_encoding: str = "pm1") -> list[dict]:
+                device: str = "auto", mask_encoding: str | MaskCoding = "pm1") -> list[dict]:
     """Validation Dice of two-step sampling for each intermediate level tau (choose tau on val, never on test)."""
     from .device import pick_device
     sweep = multistep_sweep(model, dataset, levels, mask_encoding, limit=limit, device=pick_device(device))

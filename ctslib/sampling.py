@@ -16,7 +16,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .masks import MaskCoding, mask_coding
 from .model import CTSModel
+
+# Seed strides: derive_seed(seed, i, stride) = seed * stride + i. Fixed numbers, so every stream stays reproducible;
+# 1_000_003 is a prime larger than any step or item count, so the streams of two seeds never overlap.
+INDEX_STRIDE = 1_000_003      # per item (evaluation, prediction), per training step, per multistep level
+EPOCH_STRIDE = 7_919         # the training batches' per-epoch permutation
+MEMBER_STRIDE = 101          # the members of an ensemble
 
 
 @dataclass
@@ -33,14 +40,9 @@ class Segmentation:
     members: int
 
 
-def mask_threshold(mask_encoding: str = "pm1") -> float:
-    """Fixed thresholds: 0 for {-1,+1} training masks, 0.5 for released {0,1} masks (docs/method.md section 3.5)."""
-    return 0.0 if mask_encoding == "pm1" else 0.5
-
-
-def to_probability(y: torch.Tensor, mask_encoding: str = "pm1") -> torch.Tensor:
-    """Foreground probability from a sample in mask units: (y+1)/2 for pm1, y itself (clamped) for 01."""
-    return ((y + 1) / 2).clamp(0, 1) if mask_encoding == "pm1" else y.clamp(0, 1)
+def derive_seed(seed: int, index: int, stride: int = INDEX_STRIDE) -> int:
+    """The seed of draw `index` of the stream that `seed` starts: seed * stride + index."""
+    return seed * stride + index
 
 
 def seeded_noise(shape: Sequence[int], seeds: Sequence[int], device) -> torch.Tensor:
@@ -67,7 +69,7 @@ def consistency_sample(model: CTSModel, image: torch.Tensor, levels: Sequence[fl
     for s, tau in enumerate(levels or ()):
         if not cfg.sigma_min < tau < cfg.sigma_max:
             raise ValueError(f"multistep level {tau} must lie in (sigma_min, sigma_max)")
-        z = seeded_noise((b, 1, h, w), [sd * 1_000_003 + s + 1 for sd in seeds], image.device)
+        z = seeded_noise((b, 1, h, w), [derive_seed(seed, s + 1) for seed in seeds], image.device)
         x = x0 + math.sqrt(tau**2 - cfg.sigma_min**2) * z
         x0 = model(x, torch.full((b,), tau, device=image.device, dtype=torch.float64), image, encoded=encoded).denoised.clamp(-1, 1)
     return x0
@@ -75,13 +77,16 @@ def consistency_sample(model: CTSModel, image: torch.Tensor, levels: Sequence[fl
 
 @torch.no_grad()
 def segment(model: CTSModel, image: torch.Tensor, levels: Sequence[float] | None = None, members: int = 1,
-            seeds: Sequence[int] | None = None, mask_encoding: str = "pm1", vote: bool = False) -> Segmentation:
-    """Segment a batch: E consistency samples (each 1 + len(levels) network evaluations) and the aux head."""
+            seeds: Sequence[int] | None = None, mask_encoding: str | MaskCoding = "pm1", vote: bool = False) -> Segmentation:
+    """Segment a batch: E consistency samples (each 1 + len(levels) network evaluations) and the aux head.
+
+    `mask_encoding` says how the model was trained to write masks (masks.py): it sets the threshold and probability."""
     b = image.shape[0]
     seeds = list(range(b)) if seeds is None else list(seeds)
     encoded = model.encode(image)
-    thr = mask_threshold(mask_encoding)
-    samples = torch.stack([consistency_sample(model, image, levels, [s * 101 + e for s in seeds], encoded)
+    coding = mask_coding(mask_encoding)
+    thr = coding.threshold
+    samples = torch.stack([consistency_sample(model, image, levels, [derive_seed(s, e, MEMBER_STRIDE) for s in seeds], encoded)
                            for e in range(members)])  # (E,B,1,H,W)
     mean = samples.mean(0)
     votes = (samples > thr).float()
@@ -89,7 +94,7 @@ def segment(model: CTSModel, image: torch.Tensor, levels: Sequence[float] | None
     mask = (q > 0.5).float() if vote else (mean > thr).float()
     aux_prob = None if encoded is None else torch.sigmoid(encoded[1].float())
     return Segmentation(
-        sample_mean=mean, prob=to_probability(mean, mask_encoding), mask=mask,
+        sample_mean=mean, prob=coding.probability(mean), mask=mask,
         std=samples.std(0, unbiased=False), vote_variance=q * (1 - q),
         aux_prob=aux_prob, aux_mask=None if aux_prob is None else (aux_prob > 0.5).float(),
         steps=1 + len(levels or ()), members=members)

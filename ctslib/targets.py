@@ -25,11 +25,11 @@ def make_copy(model: nn.Module) -> nn.Module:
 def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
     """target <- decay * target + (1 - decay) * source, over parameters and float buffers; other buffers are copied."""
     torch._foreach_lerp_(list(target.parameters()), [s.detach() for s in source.parameters()], 1.0 - decay)
-    for t, s in zip(target.buffers(), source.buffers()):
-        if t.dtype.is_floating_point:
-            t.lerp_(s.to(t.dtype), 1.0 - decay)
+    for mine, theirs in zip(target.buffers(), source.buffers()):
+        if mine.dtype.is_floating_point:
+            mine.lerp_(theirs.to(mine.dtype), 1.0 - decay)
         else:
-            t.copy_(s)
+            mine.copy_(theirs)
 
 
 class RNGSnapshot:

@@ -4,7 +4,6 @@ Single process (CPU or one GPU):
     python -m ctslib train --preset tiny64 --variant cts_m --data phantom --steps 400 --out runs/quick
 Data parallel on N GPUs (rank 0 logs and checkpoints):
     torchrun --standalone --nproc_per_node=N -m ctslib train --preset paper256 --data brats:PATH --out runs/brats
-The tiny64 preset on the phantom set trains 400 steps in about 3 minutes on a 2-core CPU.
 
 Per iteration (docs/method.md section 1.3): sample a batch, L_CTS = L_CT + alpha L_S with the teacher at the
 less-noisy level, an optimiser step on theta, then theta^- <- mu(k) theta^- + (1 - mu(k)) theta (CT)
@@ -13,6 +12,7 @@ as the teacher instead of theta^-.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -30,11 +30,12 @@ from . import schedules
 from .checkpoint import load_checkpoint, save_checkpoint
 from .run_folder import check_run_folder, start_run_folder
 from .config import ModelConfig, TrainConfig
-from .device import autocast, describe, in_layout, modules_in_layout, pick_device, use_channels_last
+from .device import autocast, describe, host_scalars, in_layout, modules_in_layout, pick_device, use_channels_last
 from .evaluate import EvalOptions, evaluate, headline
 from .logs import append_jsonl
 from .losses import ConsistencyLoss
 from .model import CTSModel
+from .sampling import EPOCH_STRIDE, derive_seed
 from .targets import ema_update, make_copy
 
 
@@ -78,7 +79,7 @@ class StepBatchSampler(Sampler):
     def indices(self, step: int) -> list[int]:
         per_epoch = max(self.n // self.b, 1)
         epoch, pos = divmod(step, per_epoch)
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7_919 + epoch))
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(derive_seed(self.seed, epoch, EPOCH_STRIDE)))
         idx = perm[(pos * self.b) % self.n:][: self.b]
         if len(idx) < self.b:  # tiny sets: wrap around
             idx = torch.cat([idx, perm[: self.b - len(idx)]])
@@ -132,16 +133,26 @@ def check_resume_configs(path: Path, state: dict, model_cfg: ModelConfig, train_
 
 
 LossFn = Callable[..., tuple[torch.Tensor, dict]]
-"""``loss_fn(online, teacher, image, mask, step, generator, shard, autocast) -> (loss, logs)``: the protocol of
-``losses.ConsistencyLoss``; ``baseline_loss`` adapts a baseline's ``loss_fn(model, image, mask, step, generator)``."""
+"""``loss_fn(online, teacher, image, mask, step, generator) -> (loss, terms)``, ``terms`` the logged scalars (0-d
+tensors or numbers): the protocol of ``losses.ConsistencyLoss``; ``baseline_loss`` adapts a baseline's
+``loss_fn(model, image, mask, step, generator)``. A loss with a ``draw(step, shape, generator)`` method has its
+draws made for the global batch in a data-parallel run (`shard_draws`)."""
 
 
 def baseline_loss(loss_fn: Callable[..., tuple[torch.Tensor, dict]]) -> LossFn:
-    """A teacher-free ``loss_fn(model, image, mask, step, generator)`` as a `fit` loss, run whole under autocast."""
-    def run(online, teacher, image, mask, step, generator, shard, autocast):
-        with autocast():
-            return loss_fn(online, image, mask, step, generator)
+    """A teacher-free ``loss_fn(model, image, mask, step, generator)`` as a `fit` loss."""
+    def run(online, teacher, image, mask, step, generator):
+        return loss_fn(online, image, mask, step, generator)
     return run
+
+
+def shard_draws(loss_fn: LossFn, rank: int, world: int) -> LossFn:
+    """`loss_fn` drawing its levels and noise for the global batch (world x local) and keeping this rank's rows, so
+    that a data-parallel run draws exactly what one process with the global batch would."""
+    local = copy.copy(loss_fn)
+    local.draw = lambda step, shape, generator=None: loss_fn.draw(step, (shape[0] * world, *shape[1:]),
+                                                                  generator).rows(rank, world)
+    return local
 
 
 def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelConfig, train_cfg: TrainConfig,
@@ -200,6 +211,8 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
         unused = model_cfg.uses_encoder and train_cfg.alpha == 0
         online = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
+        if hasattr(loss_fn, "draw"):
+            loss_fn = shard_draws(loss_fn, rank, world)
     teacher = target if target is not None else model   # CT: the target network; iCT/ECT: the online weights
     if run.compile:   # one graph with backward for the online pass, one forward-only graph for the teacher
         if model_cfg.denoiser.dropout > 0:
@@ -246,8 +259,10 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
             truncated = True
             break
         image, mask = in_layout(image.to(device, non_blocking=True), channels_last), mask.to(device, non_blocking=True)
-        gen = torch.Generator().manual_seed(train_cfg.seed * 1_000_003 + step)
-        loss, logs = loss_fn(online, teacher, image, mask, step, gen, (rank, world), lambda: autocast(device))
+        gen = torch.Generator().manual_seed(derive_seed(train_cfg.seed, step))
+        with autocast(device):
+            loss, terms = loss_fn(online, teacher, image, mask, step, gen)
+        logs = host_scalars(terms)     # one device sync for all logged terms
         if not math.isfinite(logs["loss"]):
             bar.close()
             who = "" if kind == "cts" else f"{kind}: "
@@ -260,9 +275,9 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
         opt.step()
         mu = None
         if target is not None:
-            mu = schedules.ct_target_decay(step, train_cfg.steps, train_cfg.s0, train_cfg.s1, train_cfg.mu0,
-                                           train_cfg.clamp_schedule)
-            if not train_cfg.emulate_frozen_target:
+            ct = train_cfg.ct
+            mu = schedules.ct_target_decay(step, train_cfg.steps, ct.s0, ct.s1, ct.mu0, ct.clamp_schedule)
+            if not train_cfg.released.frozen_target:
                 ema_update(target, model, mu)
         ema_update(ema, model, train_cfg.ema_rate)
         step += 1
@@ -306,8 +321,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set: Dataset, va
     target = make_copy(model) if train_cfg.objective == "ct" else None
 
     def validate(ema: nn.Module, device: torch.device) -> dict:
-        res = evaluate(ema, val_set, train_cfg.mask_encoding,
-                       EvalOptions(outputs=("one_step", "aux_head"), limit=run.val_limit, hd95=False,
+        res = evaluate(ema, val_set, train_cfg.released.mask_encoding,
+                       EvalOptions(outputs=("one_step", "aux_head"), limit=run.val_limit, hd95=False, lesion_wise=False,
                                    n_bootstrap=0, progress=False, members=run.eval_members), device)
         h = headline(res)
         return {"val_dice_consistency": h.get("one_step"), "val_dice_aux": h.get("aux_head")}

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ctslib.cli import HELP_FMT  # noqa: E402
-from ctslib.config import override, preset, with_variant  # noqa: E402
+from ctslib.config import flat_fields, override, preset, train_config_from_dict, with_variant  # noqa: E402
 from ctslib.data import open_dataset, open_for_preset  # noqa: E402
 from ctslib.evaluate import EvalOptions, evaluate, headline_level  # noqa: E402
 from ctslib.pretrained import (WEIGHTS_DIR, PretrainedError, export_compact, load_pretrained, pretrained_entry,  # noqa: E402
@@ -209,9 +209,8 @@ def preset_drift(entry: dict) -> dict[str, tuple]:
     """{field: (value the checkpoint was trained with, the preset's value today)} for the training fields that differ,
     besides the run's own steps and seed."""
     _, today = preset(entry["preset"])
-    now = asdict(today)
-    return {k: (v, now[k]) for k, v in entry["train_config"].items() if k in now and k not in ("steps", "seed")
-            and v != now[k]}
+    then, now = flat_fields(train_config_from_dict(entry["train_config"])), flat_fields(today)
+    return {k: (v, now[k]) for k, v in then.items() if k not in ("steps", "seed") and v != now[k]}
 
 
 def lesion_section(entry: dict, labels: dict[str, str]) -> str:
@@ -248,7 +247,7 @@ def model_card(name: str, entry: dict) -> str:
               "ensemble": "ensemble of 5 one-step samples", "aux_head": "auxiliary head y_hat (image encoder)"}
     rows = "\n".join(f"| {labels[o]} | {_pct(s['dice'])} | {_pct(s['iou'])} | {_mm(s['hd95'])} | {s['n']} |"
                      for o, s in entry["scores"].items())
-    t = entry["train_config"]
+    t = train_config_from_dict(entry["train_config"])
     drift = preset_drift(entry)
     overrides = ("\n- Differs from the preset's current training config in: " + ", ".join(
         f"{k} = {a} (preset now {b})" for k, (a, b) in drift.items()) + " (see RECIPES in scripts/build_pretrained.py)."
@@ -274,9 +273,9 @@ python -m ctslib evaluate --ckpt {name} --split test
 
 - Data: the `{entry['data']}` set's train split ({entry['train_items']} items; splits fixed by the data set's
   CSV, by patient or by frame), images resized to 64 x 64.
-- Recipe: `{t['objective']}` with the anchored recipe (anchor beta = {t['anchor']}, {t['anchor_loss']} on logits {t['anchor_logit_scale']:g} f; sigma_max share
-  {t['sigma_max_share']}; L_S = {t['seg_loss']}, alpha = {t['alpha']}), s1 = {t['s1']}, lr {t['lr']}, batch {t['batch_size']},
-  gradient-norm clip {t['grad_clip'] or 'off'}, EMA {t['ema_rate']} (docs/method.md section 9).{overrides}
+- Recipe: `{t.objective}` with the anchored recipe (anchor beta = {t.anchor.weight}, {t.anchor.loss} on logits {t.anchor.logit_scale:g} f; sigma_max share
+  {t.anchor.sigma_max_share}; L_S = {t.seg_loss}, alpha = {t.alpha}), s1 = {t.ct.s1}, lr {t.lr}, batch {t.batch_size},
+  gradient-norm clip {t.grad_clip or 'off'}, EMA {t.ema_rate} (docs/method.md section 9).{overrides}
 - {entry['steps']} steps, seed {entry['seed']}, {entry['train_seconds'] / 60:.0f} min on {entry['threads']} CPU thread(s),
   torch {entry['torch']}, {entry['date']}.
 - Weights: EMA only, half precision, {entry['bytes'] / 1e6:.1f} MB, SHA-256 `{entry['sha256']}` (checked on load).

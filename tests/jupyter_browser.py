@@ -1,4 +1,4 @@
-"""Drive JupyterLab in headless Chromium the way a learner uses it (issue #15): the harness of test_browser.py.
+"""Drive JupyterLab in headless Chromium the way a learner uses it: the harness of test_browser.py.
 
 `jupyterlab(folder, env)` starts JupyterLab from this environment on 127.0.0.1 with a free port and a
 random token, with cell windowing off (so every cell is in the DOM) and no news pop-ups, and always

@@ -1,4 +1,4 @@
-"""Baselines (issue #6): the supervised U-Net learns, the EDM diffusion baseline samples deterministically
+"""Baselines: the supervised U-Net learns, the EDM diffusion baseline samples deterministically
 with the documented number of network evaluations, FLOPs are counted, packed data round-trip, and any
 segmenter is scored exactly like CTS."""
 import math

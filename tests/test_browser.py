@@ -1,4 +1,4 @@
-"""The notebooks in a real browser: JupyterLab + headless Chromium, as a learner meets them (issue #15).
+"""The notebooks in a real browser: JupyterLab + headless Chromium, as a learner meets them.
 
 Marked `browser`. Without a system Chromium (or without Playwright) the tests skip with one line;
 with CTS_REQUIRE_BROWSER=1 (CI) a missing browser is an error. Screenshots of every notebook after

@@ -1,4 +1,4 @@
-"""Bad input -> DataError naming the file and the problem, and nothing half-written (issue #3, part 4)."""
+"""Bad input -> DataError naming the file and the problem, and nothing half-written."""
 from __future__ import annotations
 
 import csv

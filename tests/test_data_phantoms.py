@@ -1,4 +1,4 @@
-"""Seeded phantoms: the embedded default that needs no data (issue #3, part 1)."""
+"""Seeded phantoms: the embedded default that needs no data."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""data_download.sh against a local file:// mirror built from the real data (issue #3, part 3): the full
+"""data_download.sh against a local file:// mirror built from the real data: the full
 sets (CTS_DATA_ROOT) or the in-repo sample (data/sample), which holds the crops and slices named below."""
 from __future__ import annotations
 

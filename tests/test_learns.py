@@ -1,9 +1,8 @@
-"""It learns: the whole CT loop, not only its parts (issue: foundation).
+"""It learns: the whole CT loop, not only its parts.
 
-The test32 preset (paper CT objective: EMA target with mu(k), progressive N(k), karras weights,
-L_CTS = L_CT + 10 L_S) trains on seeded MRI-like phantoms on the CPU and must reach a one-step
+The test32 preset (the CT objective: EMA target with mu(k), progressive N(k), karras weights; its anchored
+recipe adds alpha L_S and beta L_A) trains on seeded MRI-like phantoms on the CPU and must reach a one-step
 consistency Dice above 0.9 on held-out phantoms. The aux head is scored too but is not the claim.
-About a minute on 2 cores.
 """
 import json
 

@@ -5,7 +5,9 @@ import torch
 from torch import nn
 
 from ctslib.config import preset
-from ctslib.losses import ConsistencyLoss, encode_mask, l2_distance, pseudo_huber_distance, segmentation_loss
+from ctslib.device import host_scalars
+from ctslib.losses import ConsistencyLoss, l2_distance, pseudo_huber_distance, segmentation_loss
+from ctslib.masks import mask_coding
 from ctslib.model import CTSModel
 from ctslib.targets import RNGSnapshot, ema_update, make_copy
 
@@ -59,7 +61,7 @@ class _Probe(nn.Module):
 def test_ict_teacher_is_stopgrad_online_with_shared_dropout():
     mcfg, tcfg = preset("test32")
     mcfg = replace(mcfg, denoiser=replace(mcfg.denoiser, dropout=0.3))
-    tcfg = replace(tcfg, objective="ict", metric="pseudo_huber", weighting="ict")
+    tcfg = replace(tcfg, objective="ict", ict=replace(tcfg.ict, metric="pseudo_huber", weighting="ict"))
     model = CTSModel(mcfg).train()
     with torch.no_grad():  # leave the zero init so that dropout (before the zeroed convs) matters
         for p in model.parameters():
@@ -72,9 +74,9 @@ def test_ict_teacher_is_stopgrad_online_with_shared_dropout():
     assert probe.draws[0] == probe.draws[1], "online and teacher passes must see the same RNG state"
     # The teacher output is exactly the online network (no grad) at (x_n, t_n) with the same dropout masks.
     gen = torch.Generator().manual_seed(5)
-    pairs = loss_fn.sample_pairs(0, 4, gen)
+    pairs = loss_fn.levels(0, 4, gen)
     z = torch.randn((4, 1, 32, 32), generator=gen)
-    x_lo = encode_mask(mask) + pairs.t_lo.float().reshape(-1, 1, 1, 1) * z
+    x_lo = mask_coding().encode(mask) + pairs.t_lo.float().reshape(-1, 1, 1, 1) * z
     torch.set_rng_state(state)
     torch.rand(1)
     with torch.no_grad():
@@ -104,8 +106,8 @@ def test_distances_and_segmentation_loss():
     c = 0.5
     assert torch.allclose(pseudo_huber_distance(a, b, c), torch.full((2,), (16 + c * c) ** 0.5 - c))
     assert torch.allclose(segmentation_loss(torch.full((1, 1, 2, 2), 0.25), torch.ones(1, 1, 2, 2)), torch.tensor([0.5625]))
-    assert torch.equal(encode_mask(torch.tensor([0.0, 1.0])), torch.tensor([-1.0, 1.0]))
-    assert torch.equal(encode_mask(torch.tensor([0.0, 1.0]), "01"), torch.tensor([0.0, 1.0]))
+    assert torch.equal(mask_coding().encode(torch.tensor([0.0, 1.0])), torch.tensor([-1.0, 1.0]))
+    assert torch.equal(mask_coding("01").encode(torch.tensor([0.0, 1.0])), torch.tensor([0.0, 1.0]))
 
 
 def test_ct_loss_alpha_weights_aux_term():
@@ -113,8 +115,10 @@ def test_ct_loss_alpha_weights_aux_term():
     model = CTSModel(mcfg)
     target = make_copy(model)
     img, mask = _batch(mcfg)
-    _, logs0 = ConsistencyLoss(mcfg, replace(tcfg, alpha=0.0))(model, target, img, mask, 10, torch.Generator().manual_seed(1))
-    _, logs1 = ConsistencyLoss(mcfg, tcfg)(model, target, img, mask, 10, torch.Generator().manual_seed(1))
-    beta = tcfg.anchor                      # the tutorial presets carry the anchored recipe
+
+    def logs(cfg):
+        return host_scalars(ConsistencyLoss(mcfg, cfg)(model, target, img, mask, 10, torch.Generator().manual_seed(1))[1])
+    logs0, logs1 = logs(replace(tcfg, alpha=0.0)), logs(tcfg)
+    beta = tcfg.anchor.weight                     # the tutorial presets carry the anchored recipe
     assert abs(logs1["loss"] - (logs1["loss_ct"] + 10 * logs1["loss_s"] + beta * logs1["loss_anchor"])) < 1e-4 * max(logs1["loss"], 1)
     assert abs(logs0["loss"] - logs0["loss_ct"] - beta * logs0["loss_anchor"]) < 1e-5 * max(logs0["loss"], 1)

@@ -1,4 +1,4 @@
-"""The tutorial notebooks as files: structure and conventions (STYLE.md, issue #5).
+"""The tutorial notebooks as files: their structure and conventions.
 
 nbval executes every notebook in the same `python -m pytest` run (pyproject: testpaths includes
 notebooks/, addopts --nbval-lax --nbval-current-env; the root conftest.py selects the quick

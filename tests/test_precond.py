@@ -44,7 +44,7 @@ def test_scalings_at_sigma_min_exact():
 
 
 def test_released_eps_scalings():
-    s, o, _ = precond.scalings(torch.tensor(0.002, dtype=torch.float64), released_eps=True)
+    s, o, _ = precond.ReleasedPrecond().scalings(torch.tensor(0.002, dtype=torch.float64))
     assert close(s, 0.99996) and close(o, 1.0e-5)
 
 
@@ -60,7 +60,7 @@ def test_boundary_condition_bitwise(dtype):
 def test_released_eps_breaks_boundary_condition():
     x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
     F = torch.randn(4, 1, 8, 8, dtype=torch.float64)
-    s, o, _ = precond.scalings(torch.full((4,), 0.002, dtype=torch.float64), released_eps=True)
+    s, o, _ = precond.ReleasedPrecond().scalings(torch.full((4,), 0.002, dtype=torch.float64))
     assert not torch.equal(precond.apply_consistency(x, F, s, o), x)
 
 

@@ -1,4 +1,4 @@
-"""Pretrained checkpoints: loading by name, checksums, compact export, model cards (issue #13)."""
+"""Pretrained checkpoints: loading by name, checksums, compact export, model cards."""
 from __future__ import annotations
 
 import importlib.util
@@ -89,7 +89,7 @@ def test_shipped_checkpoints_load_are_small_and_have_generated_cards():
         assert path.stat().st_size <= 5 * 2**20, f"{name}: {path.stat().st_size} bytes"
         model, info = ctslib.load_pretrained(name)
         assert model.cfg.image_size == 64 and model.cfg.in_channels == entry["in_channels"]
-        assert info["train_cfg"].anchor > 0 and info["step"] == entry["steps"]
+        assert info["train_cfg"].anchor.weight > 0 and info["step"] == entry["steps"]
         card = (PT.WEIGHTS_DIR / f"{name}.md").read_text()
         assert card == build.model_card(name, entry), f"{name}.md differs from its registry entry"
         assert "non-commercial" in card and "not a medical device" in card

@@ -145,7 +145,7 @@ def test_jsonl_log_has_losses_schedule_speed_and_validation(tmp_path):
     for r in steps:
         for key in ("loss", "loss_ct", "loss_s", "num_scales", "mu", "lr", "img_per_s"):
             assert key in r and r[key] is not None, key
-        assert r["loss"] == pytest.approx(r["loss_ct"] + tcfg.alpha * r["loss_s"] + tcfg.anchor * r["loss_anchor"], rel=1e-5)
+        assert r["loss"] == pytest.approx(r["loss_ct"] + tcfg.alpha * r["loss_s"] + tcfg.anchor.weight * r["loss_anchor"], rel=1e-5)
         assert isinstance(r["num_scales"], int) and r["num_scales"] >= 2
         assert 0.0 < r["mu"] < 1.0 and r["lr"] == pytest.approx(tcfg.lr) and r["img_per_s"] > 0
     vals = [r for r in records if r.get("event") == "val"]
@@ -204,7 +204,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     sharding or averaging bug (wrong slice of the batch, of the noise, summed instead of averaged
     gradients) shows directly. AdamW would hide a gradient scale error, and it amplifies round-off:
     test32's GroupNorms have one channel per group, so the conv biases in front of them get gradients
-    of ~1e-9 that are pure summation noise, which Adam (eps 1e-8) turns into lr-sized random steps.
+    far below Adam's eps that are pure summation noise, which Adam turns into lr-sized random steps.
     """
     args = ["train", "--preset", "test32", "--data", "phantom:64", "--steps", "3", "--batch-size", "8",
             "--optimizer", "radam", "--eval-every", "0", "--val-split", "", "--ckpt-every", "3", "--no-progress",

@@ -1,4 +1,4 @@
-"""Baselines for CTS, on the same data pipeline and metrics (issue #6).
+"""Baselines for CTS, on the same data pipeline and metrics.
 
 - `supervised`: the image encoder h with its head, trained alone (what the released CTS code scores).
 - `diffusion`: an EDM denoiser on the identical CTS network, N-step Heun/Euler sampling, 5-member ensemble.

@@ -2,7 +2,7 @@
 
 The network is exactly CTS's (a `CTSModel`, variant cts_m by default: g with early fusion, h with
 its signals and auxiliary head); only the objective and the sampler differ, so "one step vs
-many" is measured on the same backbone. Karras et al. 2022 ("EDM"):
+many" is compared on the same backbone. Karras et al. 2022 ("EDM"):
 
     D(x; sigma, x^d) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, x^d, c_noise(sigma))   (EDM eq. 7)
     c_skip = sd^2/(sigma^2+sd^2), c_out = sigma sd/sqrt(sigma^2+sd^2), c_in = 1/sqrt(sigma^2+sd^2),
@@ -15,9 +15,8 @@ Noise levels: P_mean = 1.0, P_std = 2.0 instead of EDM's image defaults (-1.2, 1
 trains DDPM with t uniform over 1000 linear-beta steps, whose equivalent sigma has median ~3.4
 (ln sigma ~ 1.2) and spans ~0.3-60 for t in [100, 900]; (1.0, 2.0) covers the same range. With
 EDM's defaults sigma > 20 is almost never trained although sampling starts at sigma_max = 80, and
-for masks the high-noise prediction E[x^m | x^d] is the segmentation itself: on DDTI (test32, 200
-steps, same budget as CTS) the 5-member Heun ensemble scored 0.68 Dice with (-1.2, 1.2) and 0.82
-with (1.0, 2.0). `EDMConfig(p_mean=-1.2, p_std=1.2)` restores EDM's choice. Sampling is
+for masks the high-noise prediction E[x^m | x^d] is the segmentation itself, so the baseline would
+lose most at the levels its sampler starts from. `EDMConfig(p_mean=-1.2, p_std=1.2)` restores EDM's choice. Sampling is
 the deterministic Heun sampler (EDM Algorithm 1, S_churn = 0) or Euler over N Karras levels
 sigma_max = t_0 > ... > t_{N-1} = sigma_min, t_N = 0. Defaults: N = 20 Heun steps (39 network
 evaluations per sample; EDM uses 18 for CIFAR-10) and an ensemble of 5 samples per image, as in
@@ -33,10 +32,11 @@ from torch import nn
 
 from .. import precond
 from ..config import ModelConfig, TrainConfig
-from ..device import host_scalars, to_device
-from ..losses import aux_loss, encode_mask
+from ..device import to_device
+from ..losses import aux_loss
+from ..masks import PM1
 from ..model import CTSModel, CTSOutput
-from ..sampling import Segmentation, mask_threshold, seeded_noise, to_probability
+from ..sampling import MEMBER_STRIDE, Segmentation, derive_seed, seeded_noise
 from ..train import RunOptions, baseline_loss, fit
 
 SOLVERS = ("heun", "euler")
@@ -88,12 +88,13 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) ->
 
 
 class EDMDenoiser(nn.Module):
-    """D(x; sigma, x^d) on a CTSModel (same g, h, fusion); c_noise is EDM's ln(sigma)/4."""
+    """D(x; sigma, x^d) = a CTSModel (same g, h, fusion, same forward) in EDM's preconditioning, c_noise = ln(sigma)/4."""
 
     def __init__(self, cfg: ModelConfig, edm: EDMConfig = EDMConfig()):
         super().__init__()
         self.edm = edm
-        self.net = CTSModel(replace(cfg, c_noise="edm"))
+        cfg = replace(cfg, c_noise="edm")
+        self.net = CTSModel(cfg, precond.EDMPrecond(cfg.sigma_data, cfg.c_noise))
         self.cfg = self.net.cfg
 
     @property
@@ -105,39 +106,31 @@ class EDMDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, image: torch.Tensor, encoded=None) -> CTSOutput:
         """D(x; sigma) = c_skip x + c_out F(c_in x, x^d, c_noise), scalings in float64 (EDM eq. 7)."""
-        sigma = torch.as_tensor(sigma, device=x.device)
-        if sigma.ndim == 0:
-            sigma = sigma.expand(x.shape[0])
-        sigma64 = sigma.double()
-        skip, out, c_in = precond.edm_scalings(sigma64, self.cfg.sigma_data)
-        x_in = c_in.to(torch.float32).reshape(-1, 1, 1, 1) * x.float()
-        raw, logits = self.net.network(x_in, image, precond.c_noise(sigma64, "edm").float(), encoded)
-        return CTSOutput(denoised=precond.apply_consistency(x, raw, skip, out), raw=raw, aux_logits=logits)
+        return self.net(x, sigma, image, encoded)
 
 
 class EDMLoss:
-    """lambda(sigma) mean_px (D(x^m + sigma n) - x^m)^2 + alpha L_S, batch mean."""
+    """lambda(sigma) mean_px (D(x^m + sigma n) - x^m)^2 + alpha L_S, batch mean; returns (loss, terms for the log)."""
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, edm: EDMConfig = EDMConfig()):
-        self.m, self.t, self.edm = model_cfg, train_cfg, edm
-        has_aux = model_cfg.has_aux_head
-        self.alpha = (train_cfg.alpha if has_aux else 0.0) if edm.alpha is None else edm.alpha
+        self.edm, self.sigma_data, self.seg_loss = edm, model_cfg.sigma_data, train_cfg.seg_loss
+        self.alpha = (train_cfg.alpha if model_cfg.has_aux_head else 0.0) if edm.alpha is None else edm.alpha
 
     def __call__(self, model, image, mask, step, generator=None):
         device = image.device
-        x_clean = encode_mask(mask.float(), "pm1")
+        x_clean = PM1.encode(mask.float())
         sigma = edm_sample_sigma(image.shape[0], generator, self.edm.p_mean, self.edm.p_std)
         noise = to_device(torch.randn(tuple(x_clean.shape), generator=generator), device)
         sigma_d = to_device(sigma, device)
         out = model(x_clean + sigma_d.float().reshape(-1, 1, 1, 1) * noise, sigma_d, image)
-        weight = to_device(edm_loss_weight(sigma, self.m.sigma_data), device).float()
+        weight = to_device(edm_loss_weight(sigma, self.sigma_data), device).float()
         l_dm = weight * (out.denoised.float() - x_clean).pow(2).flatten(1).mean(1)
         if out.aux_logits is not None and self.alpha > 0:
-            l_s = aux_loss(out.aux_logits, mask, self.t.seg_loss)
+            l_s = aux_loss(out.aux_logits, mask, self.seg_loss)
         else:
             l_s = torch.zeros_like(l_dm)
         loss = (l_dm + self.alpha * l_s).mean()
-        return loss, host_scalars({"loss": loss, "loss_dm": l_dm.float().mean(), "loss_s": l_s.float().mean()})
+        return loss, {"loss": loss.detach(), "loss_dm": l_dm.mean(), "loss_s": l_s.mean()}
 
 
 def train_diffusion(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set, run: RunOptions = RunOptions(),
@@ -201,16 +194,16 @@ def diffusion_segment(model: EDMDenoiser, image: torch.Tensor, steps: int | None
     steps = model.edm.steps if steps is None else int(steps)
     seeds = list(range(b)) if seeds is None else list(seeds)
     encoded = model.encode(image)
-    thr = mask_threshold("pm1")
+    thr = PM1.threshold
     # all members in one batch (member-major), so each network evaluation sees E*B images
     rep = lambda t: t.repeat(members, *([1] * (t.ndim - 1)))  # noqa: E731
     enc_rep = None if encoded is None else ({s: rep(f) for s, f in encoded[0].items()}, rep(encoded[1]))
-    x = edm_sample(model, rep(image), steps, [s * 101 + e for e in range(members) for s in seeds], solver, enc_rep)
+    x = edm_sample(model, rep(image), steps, [derive_seed(s, e, MEMBER_STRIDE) for e in range(members) for s in seeds], solver, enc_rep)
     samples = x.reshape(members, b, *x.shape[1:])
     mean = samples.mean(0)
     q = (samples > thr).float().mean(0)
     mask = (q > 0.5).float() if vote else (mean > thr).float()
     aux_prob = None if encoded is None else torch.sigmoid(encoded[1].float())
-    return Segmentation(sample_mean=mean, prob=to_probability(mean, "pm1"), mask=mask,
+    return Segmentation(sample_mean=mean, prob=PM1.probability(mean), mask=mask,
                         std=samples.std(0, unbiased=False), vote_variance=q * (1 - q), aux_prob=aux_prob,
                         aux_mask=None if aux_prob is None else (aux_prob > 0.5).float(), steps=steps, members=members)

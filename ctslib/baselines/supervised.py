@@ -55,7 +55,7 @@ class SupervisedLoss:
         logits = model(image)
         per = aux_loss(logits, mask, "mse") if self.cfg.loss == "mse" else bce_dice_loss(logits, mask, self.cfg.dice_smooth)
         loss = per.mean()
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
 
 def train_supervised(model_cfg: ModelConfig, train_cfg: TrainConfig, train_set, run: RunOptions = RunOptions(),

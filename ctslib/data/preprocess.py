@@ -23,7 +23,7 @@ def single_thread():
     """Run small per-item torch ops on one intra-op thread (restored afterwards).
 
     A 256x256 picture is too small to gain from torch's thread pool, and on a busy machine the
-    pool's synchronisation makes such ops ~20x slower; DataLoader workers are single-threaded
+    pool's synchronisation makes such ops many times slower; DataLoader workers are single-threaded
     already, this gives the main process the same behaviour.
     """
     before = torch.get_num_threads()

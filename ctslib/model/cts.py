@@ -32,9 +32,10 @@ class CTSOutput:
 class CTSModel(nn.Module):
     """One CTS model (online, target or EMA copy): g, h, fusion modules and FF-Parsers."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, preconditioning: precond.Preconditioning | None = None):
         super().__init__()
         self.cfg = cfg
+        self.preconditioning = preconditioning or precond.for_model(cfg)   # how F_theta becomes f_theta
         self.g = DenoiserUNet(1 + cfg.in_channels, cfg.image_size, cfg.denoiser)
         self.h = ImageEncoder(cfg.in_channels, cfg.encoder) if cfg.uses_encoder else None
         self.fusers = nn.ModuleDict()
@@ -89,22 +90,18 @@ class CTSModel(nn.Module):
 
     # -- the consistency function ------------------------------------------------------------------
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, image: torch.Tensor, encoded=None,
-                edm_precond: bool = False) -> CTSOutput:
-        """f_theta(x, sigma; x^d): x is the noisy mask (B,1,H,W), sigma (B,) noise levels."""
-        cfg = self.cfg
+                preconditioning: precond.Preconditioning | None = None) -> CTSOutput:
+        """f_theta(x, sigma; x^d) = c_skip x + c_out F_theta(c_in x, x^d, c_noise): x is the noisy mask (B,1,H,W),
+        sigma (B,) noise levels. `preconditioning` replaces the model's own (ECT trains in EDM's scalings)."""
+        pre = preconditioning or self.preconditioning
         sigma = torch.as_tensor(sigma, device=x.device)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
         sigma64 = sigma.double()
-        if edm_precond:
-            skip, out, c_in = precond.edm_scalings(sigma64, cfg.sigma_data)
-        else:
-            skip, out, c_in = precond.scalings(sigma64, cfg.sigma_data, cfg.sigma_min, cfg.released_eps)
-        x_in = (c_in.to(torch.float32).reshape(-1, 1, 1, 1) * x.float())
-        c_noise = precond.c_noise(sigma64, cfg.c_noise).float()
-        raw, logits = self.network(x_in, image, c_noise, encoded)
-        denoised = precond.apply_consistency(x, raw, skip, out)
-        return CTSOutput(denoised=denoised, raw=raw, aux_logits=logits)
+        skip, out, c_in = pre.scalings(sigma64)
+        x_in = c_in.to(torch.float32).reshape(-1, 1, 1, 1) * x.float()
+        raw, logits = self.network(x_in, image, pre.c_noise(sigma64).float(), encoded)
+        return CTSOutput(denoised=precond.apply_consistency(x, raw, skip, out), raw=raw, aux_logits=logits)
 
 
 def count_parameters(model: CTSModel) -> dict[str, int]:

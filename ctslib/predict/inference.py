@@ -19,7 +19,7 @@ from ..data.preprocess import brain_mask as default_brain
 from ..data.readers import picture_channels, to_channels
 from ..data.volumes import VolumeConfig
 from ..device import autocast, modules_in_layout, pick_device, use_channels_last
-from ..sampling import segment
+from ..sampling import derive_seed, segment
 
 OUTPUT_KINDS = ("consistency", "aux")
 MIN_SIDE = 16   # smallest picture side (px) predict accepts: below it there is nothing to segment
@@ -154,7 +154,7 @@ def predict_volume(pred: Predictor, channels: np.ndarray, brain: np.ndarray | No
     norm = zscore_volume(channels, brain, cfg.clip, cfg.norm, opts.diffusion)
     keep = _slice_selection(opts.slices, brain)
     x, _ = slices_to_size(norm, None, keep, pred.image_size, cfg.fit)
-    seeds = [opts.seed * 1_000_003 + int(k) for k in keep]
+    seeds = [derive_seed(opts.seed, int(k)) for k in keep]
     mask, std = predict_slices(pred, x, opts, seeds)
     native = channels.shape[1:3]
     mask = to_native(mask, native, pred.image_size, cfg.fit, "nearest")[:, 0]
@@ -186,7 +186,7 @@ def predict_picture(pred: Predictor, image: np.ndarray, opts: PredictOptions = P
     except DataError as exc:
         raise PredictError(f"the checkpoint expects {pred.in_channels} image channel(s): {exc}") from None
     x, _ = preprocess_picture(arr, None, pred.image_size, opts.diffusion)
-    mask, std = predict_slices(pred, x[None], opts, [opts.seed * 1_000_003 + seed_index])
+    mask, std = predict_slices(pred, x[None], opts, [derive_seed(opts.seed, seed_index)])
     native = arr.shape[1:3]
     mask = to_native(mask, native, pred.image_size, "resize", "nearest")[0, 0]
     std = to_native(std, native, pred.image_size, "resize", "bilinear")[0, 0]
