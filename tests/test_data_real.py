@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ctslib.data import Augmented, describe, open_dataset, split_cases
+from ctslib.data.errors import DataError
 from ctslib.data.spec import default_data_root, is_sample_root
 
 DATA = default_data_root()
@@ -123,7 +124,9 @@ def test_generic_pairs_csv_and_split_values(cache, tmp_path):
         w.writerow(["image", "mask", "split"])
         for k, r in enumerate(rows):
             w.writerow([str(DATA / "ddti" / r["image"]), str(DATA / "ddti" / r["mask"]), "fold1" if k < 4 else "fold2"])
-    ds = open_dataset(f"pairs:{csv_path}", split="fold2", image_size=48, cache_dir=cache)
+    with pytest.raises(DataError, match="outside the dataset folder"):     # absolute rows need an explicit root
+        open_dataset(f"pairs:{csv_path}", split="fold2", image_size=48, cache_dir=cache)
+    ds = open_dataset(f"pairs:{csv_path}?root={DATA / 'ddti'}", split="fold2", image_size=48, cache_dir=cache)
     assert len(ds) == 2 and ds.in_channels == 1
     assert ds.meta(0)["case"] == os.path.splitext(os.path.basename(rows[4]["image"]))[0]
     check_item(ds[1], 1, 48)

@@ -43,6 +43,7 @@ class PairsConfig:
     mask: str = "binary"            # binary | labels | threshold (readers.py)
     csv_name: str | None = None     # CSV looked for when the path is a folder
     cache: bool = True
+    root: str | None = None         # rows must name files inside this folder (default: the CSV's folder)
 
 
 LGG = PairsConfig(case_col="patient", channels=3, csv_name="slices.csv")
@@ -62,20 +63,21 @@ def _natural(s: str):
 
 
 # ------------------------------------------------------------------------------------ discovery
-def _inside(base: Path, relative: str, csv_path: Path, line: int, column: str) -> Path:
-    """`relative` (a CSV cell) as a path inside the dataset folder `base`; absolute or escaping paths are refused.
+def _inside(csv_dir: Path, root: Path, cell: str, csv_path: Path, line: int, column: str) -> Path:
+    """A CSV cell as a path: relative to the CSV's folder, and inside `root` (refused otherwise).
 
-    The check is on the written path (``..`` components), not on where symbolic links point, so a dataset
-    folder may link its files from elsewhere.
+    The check is on the written path (absolute, or with ``..`` leading out), not on where symbolic links point,
+    so a dataset folder may link its files from elsewhere. ``?root=FOLDER`` widens it for CSVs that list
+    absolute paths.
     """
-    text = (relative or "").strip()
+    text = (cell or "").strip()
     if not text:
         raise data_error(csv_path, f"line {line}: the {column!r} column is empty")
-    written = Path(text)
-    if written.is_absolute() or os.path.normpath(text).split(os.sep)[0] == os.pardir:
-        raise data_error(csv_path, f"line {line}: {column} {text!r} is outside the dataset folder {base}; rows "
-                                   "must name files inside it (relative paths without '..' leading out)")
-    return base / written
+    path = Path(os.path.normpath(csv_dir / text))
+    if os.path.commonpath([root, path]) != str(root):
+        raise data_error(csv_path, f"line {line}: {column} {text!r} is outside the dataset folder {root}; rows must "
+                                   "name files inside it (or give the spec option root=FOLDER that holds them)")
+    return path
 
 
 def records_from_csv(csv_path: Path, split: str, cfg: PairsConfig) -> list[Record]:
@@ -103,9 +105,10 @@ def records_from_csv(csv_path: Path, split: str, cfg: PairsConfig) -> list[Recor
     if case_col is not None and case_col not in columns:
         raise data_error(csv_path, f"missing case column {case_col!r} (columns: {', '.join(columns)})")
     base = csv_path.parent.resolve()
+    root = Path(os.path.normpath(Path(cfg.root).expanduser().resolve())) if cfg.root else base
     out = []
     for n, r in enumerate(rows, start=2):
-        image, mask = (_inside(base, r[col], csv_path, n, col) for col in (cfg.image_col, cfg.mask_col))
+        image, mask = (_inside(base, root, r[col], csv_path, n, col) for col in (cfg.image_col, cfg.mask_col))
         try:
             sl = int(r[slice_col]) if slice_col else 0
         except ValueError:

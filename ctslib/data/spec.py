@@ -7,7 +7,8 @@ Grammar: ``KIND[:ARG][?key=value&key=value]``.
 ``phantom-us[:N]``      seeded ultrasound-like phantom with speckle, 1 channel
 ``brats:PATH``          folders of NIfTI volumes, one per subject (BraTS 2021 or BraTS 2015 names)
 ``brats-slices:PATH``   the 2-D slice layout of the MedSegDiff/CTS BraTS loaders
-``pairs:CSV_OR_DIR``    a CSV (image, mask[, split, case ...] columns) or a folder of image/mask pairs
+``pairs:CSV_OR_DIR``    a CSV (image, mask[, split, case ...] columns) or a folder of image/mask pairs;
+                        rows stay inside the CSV's folder unless ``?root=FOLDER`` names a wider one
 ``lgg[:PATH]``          LGG ``slices.csv`` layout (PATH: its folder or the CSV; default: data root)
 ``ddti[:PATH]``         DDTI ``pairs.csv`` layout (PATH: its folder or the CSV; default: data root)
 ======================  ==========================================================================
