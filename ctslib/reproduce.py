@@ -109,8 +109,8 @@ def cmd_reproduce(args) -> int:
     for sub in ("notebooks", "figures", "results"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     data = absolute_data(args.data)
-    from .viz import HEADLESS_ENV
-    os.environ[HEADLESS_ENV] = "1"        # the kernels inherit it: widgets draw once as plain output (viz.interactive)
+    from .figures import HEADLESS_ENV
+    os.environ[HEADLESS_ENV] = "1"        # the kernels inherit it: widgets draw once as plain output (figures.interactive)
     values = {"PROFILE": args.profile, "DATA": data, "OUT": str(out), "DEVICE": args.device}
     if args.steps is not None:
         values["STEPS"] = args.steps

@@ -130,7 +130,7 @@ def train_live(model_cfg, train_cfg, train_set, val_set, out: str | Path, steps:
     from tqdm.auto import tqdm
 
     from .train import RunOptions, train
-    from .viz import LiveCurves
+    from .figures import LiveCurves
     train_cfg = replace(train_cfg, steps=int(steps))
     for folder in map(Path, reuse):
         if same_run(folder, model_cfg, train_cfg, data_spec):

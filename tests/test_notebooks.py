@@ -71,8 +71,8 @@ def notebook_problems(nb) -> list[str]:
                 length = node.end_lineno - node.lineno + 1
                 if length > MAX_FUNCTION_LINES:
                     problems.append(f"code cell {i} defines {node.name!r} over {length} lines; move it into ctslib")
-        if "_widget(" in src and (i + 1 >= len(sources) or "viz.plot_" not in sources[i + 1]):
-            problems.append(f"code cell {i} shows a widget without a static viz.plot_* figure in the next cell")
+        if "_widget(" in src and (i + 1 >= len(sources) or "figures.plot_" not in sources[i + 1]):
+            problems.append(f"code cell {i} shows a widget without a static figures.plot_* figure in the next cell")
     if not any(re.search(r"^\s*assert ", s, re.M) for s in sources):
         problems.append("no assert cell")
     if not any("tutorial.setup(" in s for s in sources):
@@ -132,8 +132,8 @@ def _good_notebook():
         OUT = "../runs/tutorial"
         DEVICE = "auto"'''))
     params.metadata["tags"] = ["parameters"]
-    body = [new_code_cell("from ctslib import tutorial, viz\ntutorial.setup(seed=0)"),
-            new_code_cell("viz.scalings_widget()"), new_code_cell("viz.plot_scalings();"), new_code_cell("assert 1 + 1 == 2")]
+    body = [new_code_cell("from ctslib import figures, tutorial\ntutorial.setup(seed=0)"),
+            new_code_cell("figures.scalings_widget()"), new_code_cell("figures.plot_scalings();"), new_code_cell("assert 1 + 1 == 2")]
     return new_notebook(cells=[title, params, *body])
 
 

@@ -1,8 +1,8 @@
-"""Figure helpers that are plain functions (the figures themselves run in the notebooks)."""
+"""Figure helpers that are plain functions, and the figures drawn from small synthetic inputs (the notebooks draw the real ones)."""
 import ipywidgets as w
 
-from ctslib import viz
-from ctslib.viz import wrap_label
+from ctslib import figures
+from ctslib.figures import wrap_label
 
 
 def test_panel_titles_are_wrapped_never_cut():
@@ -18,11 +18,11 @@ def test_panel_titles_are_wrapped_never_cut():
 def test_headless_widgets_draw_once_unwired_and_live_ones_are_interactive(monkeypatch):
     calls = []
     slider = dict(k=w.IntSlider(value=3, min=0, max=5))
-    monkeypatch.setenv(viz.HEADLESS_ENV, "1")
-    headless = viz.interactive(lambda k: calls.append(k), **slider)
+    monkeypatch.setenv(figures.HEADLESS_ENV, "1")
+    headless = figures.interactive(lambda k: calls.append(k), **slider)
     assert calls == [3] and not isinstance(headless, w.interactive)       # the callback ran once, at the default
     slider["k"].value = 4
     assert calls == [3]                                                    # and is not wired to the slider
-    monkeypatch.setenv(viz.HEADLESS_ENV, "0")
-    live = viz.interactive(lambda k: calls.append(k), k=w.IntSlider(value=1, min=0, max=5))
+    monkeypatch.setenv(figures.HEADLESS_ENV, "0")
+    live = figures.interactive(lambda k: calls.append(k), k=w.IntSlider(value=1, min=0, max=5))
     assert isinstance(live, w.interactive)

@@ -1,0 +1,77 @@
+"""The paper's claims beside this run's findings (notebooks 04 and 05): per-case scores, paired
+bootstrap intervals, and a verdict each notebook computes from its own numbers.
+
+Only numbers printed in the paper are quoted here (its Table 1; Table 2's ranking and its best brain
+Dice; the claims of Fig. 3 and Fig. 4 are stated in words there, without numbers).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .metrics import bootstrap_ci
+
+# Zhang et al., "CTS: A Consistency-Based Medical Image Segmentation Model", Table 1 (brain tumour, %).
+TABLE1_BRAIN = {"CTS-M": {"dice": 91.7, "iou": 83.9}, "CTS-FM": {"dice": 92.1, "iou": 84.0}}
+TABLE2_BEST_BRAIN_DICE = 86.9          # Table 2's best brain Dice (its "500,000 samples" row), %
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper, the numbers it prints for it, and the sign of the difference it predicts."""
+    source: str
+    claim: str
+    paper_numbers: str
+
+
+TABLE2_CLAIMS = {
+    "signals": Claim("Table 2", "multi-scale signals help: CTS-M above CTS-nM",
+                     "ranked so in Table 2 (its per-row numbers are not quoted here)"),
+    "ffparser": Claim("Tables 1-2", "the FF-Parser helps: CTS-FM above CTS-M",
+                      f"Table 1 brain Dice {TABLE1_BRAIN['CTS-FM']['dice']} vs {TABLE1_BRAIN['CTS-M']['dice']} (+0.4)"),
+}
+FIG3_CLAIM = Claim("Fig. 3", "test Dice and IoU rise as training proceeds while the loss falls", "curves only, no numbers")
+FIG4_CLAIM = Claim("Fig. 4", "CTS-M converges faster than CTS-nM", "curves only, no numbers")
+
+
+@torch.no_grad()
+def case_dice(model, dataset, limit: int | None = None, outputs: Sequence[str] = ("one_step",), device="cpu") -> dict:
+    """{output: per-case Dice array} scored exactly as `evaluate.evaluate` scores (same items, seeds and
+    native grid): a case is an image for DDTI and a patient for LGG."""
+    from .evaluate import EvalOptions, _batches, _native_source, _score_batch, cts_segmenter
+    from .metrics import SegmentationScores
+    opts = EvalOptions(outputs=tuple(outputs), limit=limit, hd95=False, n_bootstrap=0, progress=False)
+    segmenter = cts_segmenter(model.to(device), tuple(outputs))
+    scores = {o: SegmentationScores(hd95=False, n_bootstrap=0) for o in outputs}
+    for image, mask, meta, indices in _batches(dataset, opts):
+        preds = segmenter(image.to(device), [opts.seed * 1_000_003 + i for i in indices])
+        _score_batch(scores, {o: preds[o] for o in outputs}, mask, meta, indices, _native_source(dataset))
+    return {o: np.array([c["dice"] for c in s.per_case()]) for o, s in scores.items()}
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Mean of the per-case differences a - b and its 95% percentile-bootstrap interval (cases resampled)."""
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    lo, hi = bootstrap_ci(diff, n_resamples, seed) or (float("nan"), float("nan"))
+    return {"mean": float(diff.mean()), "lo": lo, "hi": hi, "n": int(diff.size)}
+
+
+def verdict(lo: float, hi: float) -> str:
+    """From a 95% interval of (this run's difference in the direction the paper predicts):
+    above 0 -> agrees, below 0 -> disagrees, straddling 0 -> inconclusive."""
+    if lo > 0:
+        return "agrees"
+    if hi < 0:
+        return "disagrees"
+    return "inconclusive"
+
+
+def claim_row(claim: Claim, here: str, diff: dict) -> dict:
+    """One row of a paper-vs-here table: the claim, the paper's numbers, this run's difference with its
+    interval, and the verdict computed from that interval."""
+    return {"source": claim.source, "the paper's claim": claim.claim, "the paper's numbers": claim.paper_numbers,
+            "this run": f"{here}: {100 * diff['mean']:+.1f} points [{100 * diff['lo']:+.1f}, {100 * diff['hi']:+.1f}], "
+                        f"n = {diff['n']}", "verdict": verdict(diff["lo"], diff["hi"])}
