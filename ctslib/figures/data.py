@@ -132,12 +132,14 @@ def plot_resolution_ceilings(rows: Sequence[dict], native_sizes: dict[str, int] 
     fig, ax = plt().subplots(figsize=(6, 3.4))
     for name in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == name]
-        line, = ax.plot([r["size"] for r in mine], [100 * r["dice_tumour"] for r in mine], "-o", label=name)
-        size = (native_sizes or {}).get(name)
-        if size:
-            ax.axvline(size, color=line.get_color(), ls=":", lw=1)
-            ax.text(size, 0.04, f"files stored at {size} px ", rotation=90, fontsize=7, color=line.get_color(),
-                    va="bottom", ha="right", transform=ax.get_xaxis_transform())
+        ax.plot([r["size"] for r in mine], [100 * r["dice_tumour"] for r in mine], "-o", label=name)
+    stored: dict[int, list[str]] = {}
+    for name, size in (native_sizes or {}).items():
+        stored.setdefault(int(size), []).append(name.split(" ")[0])
+    for size, names in stored.items():
+        ax.axvline(size, color="grey", ls=":", lw=1)
+        ax.text(size, 0.5, f"files of {', '.join(names)} stored at {size} px ", rotation=90, fontsize=7, color="grey",
+                va="center", ha="right", transform=ax.get_xaxis_transform())
     sizes = sorted({r["size"] for r in rows})
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])

@@ -105,7 +105,7 @@ def plot_uncertainty(images, masks, seg, save=None, max_rows: int = 4, std_max: 
     for col, (im, label) in enumerate(zip(shown, ("foreground probability p", STD_LABEL, "vote variance q(1-q)")), start=1):
         bar = fig.colorbar(im, ax=list(axes[:, col]), location="bottom", fraction=0.04, pad=0.01)
         bar.set_label(label, fontsize=7)
-    seg_legend(fig, y=-0.08)
+    seg_legend(fig, y=-0.03)
     return finish(fig, save)
 
 
