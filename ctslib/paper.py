@@ -39,15 +39,20 @@ FIG4_CLAIM = Claim("Fig. 4", "CTS-M converges faster than CTS-nM", "curves only,
 
 @torch.no_grad()
 def case_dice(model, dataset, limit: int | None = None, outputs: Sequence[str] = ("one_step",), device="cpu") -> dict:
-    """{output: per-case Dice array} scored exactly as `evaluate.evaluate` scores (same items, seeds and
-    native grid): a case is an image for DDTI and a patient for LGG."""
+    """{output: per-case Dice array} scored exactly as `evaluate.evaluate` scores (same items, seeds, layout,
+    autocast and native grid): a case is an image for DDTI and a patient for LGG."""
+    from .device import autocast, in_layout, use_channels_last
     from .evaluate import EvalOptions, _batches, _native_source, _score_batch, cts_segmenter
     from .metrics import SegmentationScores
+    device = torch.device(device)
     opts = EvalOptions(outputs=tuple(outputs), limit=limit, hd95=False, n_bootstrap=0, progress=False)
-    segmenter = cts_segmenter(model.to(device), tuple(outputs))
+    model = model.to(device).eval()
+    segmenter = cts_segmenter(model, tuple(outputs))
     scores = {o: SegmentationScores(hd95=False, n_bootstrap=0) for o in outputs}
     for image, mask, meta, indices in _batches(dataset, opts):
-        preds = segmenter(image.to(device), [opts.seed * 1_000_003 + i for i in indices])
+        image = in_layout(image.to(device), use_channels_last(device))
+        with autocast(device):
+            preds = segmenter(image, [opts.seed * 1_000_003 + i for i in indices])
         _score_batch(scores, {o: preds[o] for o in outputs}, mask, meta, indices, _native_source(dataset))
     return {o: np.array([c["dice"] for c in s.per_case()]) for o, s in scores.items()}
 
@@ -72,6 +77,31 @@ def verdict(lo: float, hi: float) -> str:
 def claim_row(claim: Claim, here: str, diff: dict) -> dict:
     """One row of a paper-vs-here table: the claim, the paper's numbers, this run's difference with its
     interval, and the verdict computed from that interval."""
-    return {"source": claim.source, "the paper's claim": claim.claim, "the paper's numbers": claim.paper_numbers,
-            "this run": f"{here}: {100 * diff['mean']:+.1f} points [{100 * diff['lo']:+.1f}, {100 * diff['hi']:+.1f}], "
+    return {"source": claim.source, "claim": claim.claim, "paper's numbers": claim.paper_numbers,
+            "this run": f"{here}: {100 * diff['mean']:+.2f} points [{100 * diff['lo']:+.2f}, {100 * diff['hi']:+.2f}], "
                         f"n = {diff['n']}", "verdict": verdict(diff["lo"], diff["hi"])}
+
+
+def snapshot_case_dice(run_dir, dataset, limit: int | None = None, device="cpu") -> dict[int, np.ndarray]:
+    """{training step: per-case one-step Dice} for every EMA snapshot of a run and its final checkpoint."""
+    from pathlib import Path
+
+    from .checkpoint import build_model_from_checkpoint, load_checkpoint
+    points = {int(p.stem.split("_")[1]): p for p in Path(run_dir).glob("snapshot_*.pt")}
+    final = Path(run_dir) / "ckpt.pt"
+    if final.is_file():
+        points.setdefault(int(load_checkpoint(final)["step"]), final)
+    return {step: case_dice(build_model_from_checkpoint(path)[0], dataset, limit, device=device)["one_step"]
+            for step, path in sorted(points.items())}
+
+
+def convergence_claim_rows(fig3: dict[int, np.ndarray], nm: dict[int, np.ndarray], m: dict[int, np.ndarray]) -> list[dict]:
+    """Fig. 3 (last snapshot minus first, per case) and Fig. 4 (CTS-M minus CTS-nM, per case, averaged over the
+    snapshots both runs saved: the area under the Dice-vs-step curve) as paper-vs-here rows."""
+    first, last = min(fig3), max(fig3)
+    rows = [claim_row(FIG3_CLAIM, f"one-step Dice at step {last} - step {first}", paired_difference(fig3[last], fig3[first]))]
+    shared = sorted(set(nm) & set(m))
+    mean_m, mean_nm = np.mean([m[s] for s in shared], 0), np.mean([nm[s] for s in shared], 0)
+    rows.append(claim_row(FIG4_CLAIM, f"CTS-M - CTS-nM, one-step Dice averaged over {len(shared)} snapshots",
+                          paired_difference(mean_m, mean_nm)))
+    return rows

@@ -259,3 +259,31 @@ def tutorial_model(out: str | Path, profile_name: str, data: str, train_set, val
                                  live=False, desc="cts_m", reuse=[fallback])["out"])
     model, _ = build_model_from_checkpoint(folder / "ckpt.pt")
     return model.to(pick_device(device)), folder
+
+
+def time_diffusion(model, images, steps: int, repeats: int = 3) -> dict:
+    """Wall time of one `diffusion_segment` sample per image (E = 1, ``steps`` Heun steps) on ``images``, in the
+    row format of `sampling.time_sampling`: a warm-up call, then the median of ``repeats`` timed calls."""
+    import time
+
+    from .baselines.diffusion import diffusion_segment
+    device = next(model.parameters()).device
+    images = images.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    calls = []
+    hook = model.net.g.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        diffusion_segment(model, images, steps=steps, members=1)
+    finally:
+        hook.remove()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        diffusion_segment(model, images, steps=steps, members=1)
+        sync()
+        times.append(time.perf_counter() - t0)
+    ms = 1000 * float(np.median(times))
+    return {"sampler": f"EDM diffusion, {steps} Heun steps", "network_evals": len(calls),
+            "batch": len(images), "ms_per_batch": ms, "ms_per_image": ms / len(images), "device": str(device),
+            "threads": torch.get_num_threads()}

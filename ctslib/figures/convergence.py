@@ -35,13 +35,9 @@ def plot_snapshot_scores(steps, scores, log_path: str | Path, save=None):
     return finish(fig, save)
 
 
-def _end_label(ax, x, y, text: str, colour):
-    ax.annotate(text, (x[-1], y[-1]), xytext=(4, 0), textcoords="offset points", fontsize=7, color=colour, va="center")
-
-
 def plot_variant_convergence(logs: dict[str, str | Path], save=None, window: int = 9):
     """Fig-4 style: consistency loss L_CT and validation Dice of the one-step sample, one colour per run,
-    the final value written at each line's end; the Dice axis is zoomed to the data (its range is stated)."""
+    the last value in the legend; the Dice axis is zoomed to the data (the axis label says so)."""
     fig, axes = plt().subplots(1, 2, figsize=(12, 3.6))
     finals = []
     for i, (label, path) in enumerate(logs.items()):
@@ -51,10 +47,8 @@ def plot_variant_convergence(logs: dict[str, str | Path], save=None, window: int
         step, loss = log_series(records, "loss_ct")
         axes[0].plot(step, smooth(loss, window), style, color=colour, label=label)
         vs, vd = log_series(records, "val_dice_consistency", "val")
-        axes[1].plot(vs, vd, style, marker="o", ms=3, color=colour, label=label)
-        if len(vd):
-            _end_label(axes[1], vs, vd, f"{vd[-1]:.3f}", colour)
-            finals.extend(vd)
+        axes[1].plot(vs, vd, style, marker="o", ms=3, color=colour, label=f"{label} (last {vd[-1]:.3f})" if len(vd) else label)
+        finals.extend(vd)
     axes[0].set_yscale("log")
     axes[0].set_ylabel(r"$\mathcal{L}_{CT}$ (moving average of %d logs)" % window)
     axes[0].set_title(r"consistency loss $\mathcal{L}_{CT}$", fontsize=9)

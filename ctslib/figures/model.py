@@ -49,6 +49,7 @@ def plot_signals(image, feats: dict[int, torch.Tensor], channels: int = 4, save=
 def plot_gates(gates: dict[float, dict[int, torch.Tensor]], save=None):
     """SE gate weights a per channel, one panel per scale s, one line per noise level sigma (mean over
     images, band = min-max over images); a = 1 passes the signal fully, 0 blocks it."""
+    from matplotlib.ticker import MaxNLocator
     scales = sorted(next(iter(gates.values())))
     fig, axes = plt().subplots(1, len(scales), figsize=(4.2 * len(scales), 3.2), squeeze=False)
     for ax, s in zip(axes[0], scales):
@@ -58,6 +59,7 @@ def plot_gates(gates: dict[float, dict[int, torch.Tensor]], save=None):
             ax.fill_between(ch, a.min(0), a.max(0), alpha=0.2, color=f"C{i}")
             ax.plot(ch, a.mean(0), "-o", ms=2, color=f"C{i}", label=f"sigma = {sigma:g}")
         ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("channel of g's decoder at this scale")
         ax.set_title(f"gate a at scale s = {s}", fontsize=9)
         ax.grid(alpha=0.3)
@@ -72,15 +74,15 @@ def filter_gain(parser) -> np.ndarray:
     return np.fft.fftshift(to_numpy(w), axes=0)
 
 
-def plot_ffparser_filters(parsers: dict[str, torch.nn.Module], vmax: float | None = None, save=None):
-    """The learned gain |W| of every FF-Parser site (mean over channels) on one colour scale; the
-    identity initialisation is 1 everywhere, so colours away from 1 are what training changed."""
+def plot_ffparser_filters(parsers: dict[str, torch.nn.Module], save=None):
+    """The learned gain |W| of every FF-Parser site (mean over channels) on one diverging colour scale centred
+    at 1, the identity it starts from: red frequencies are amplified, blue ones damped."""
     gains = {site: filter_gain(p) for site, p in parsers.items()}
-    vmax = vmax or max(1.0, max(float(g.max()) for g in gains.values()))
+    spread = max(0.05, max(float(np.abs(g - 1).max()) for g in gains.values()))
     fig, axes = grid(1, len(gains), 2.8, layout="constrained")
     shown = None
     for ax, (site, g) in zip(axes[0], gains.items()):
-        shown = ax.imshow(g, cmap="viridis", vmin=0, vmax=vmax, origin="lower", aspect="auto",
+        shown = ax.imshow(g, cmap="RdBu_r", vmin=1 - spread, vmax=1 + spread, origin="lower", aspect="auto",
                           extent=(0, 0.5, -0.5, 0.5))
         ax.set_title(f"scale s = {site}: {g.shape[0]}x{2 * (g.shape[1] - 1)} px", fontsize=8)
         ax.set_xlabel("horizontal frequency (cycles/px)", fontsize=7)

@@ -57,14 +57,14 @@ def plot_two_step_anatomy(image, expert, parts: dict, save=None):
     c_out(tau) F and their sum y2, and y2's mask against the expert's."""
     keys = [("y1", "one step: $y_1$"), ("x", r"re-noised $x$ at $\tau$"), ("skip", r"$c_{skip}(\tau)\,x$"),
             ("net", r"$c_{out}(\tau)\,F_\theta$"), ("y2", r"$y_2$ = sum, clamped")]
-    fig, axes = grid(1, len(keys) + 1, 2.3, layout="constrained")
+    fig, axes = grid(1, len(keys) + 1, 2.0, layout="constrained")
     shown = None
     for ax, (key, title) in zip(axes[0], keys):
         shown = ax.imshow(plane(parts[key]), cmap="coolwarm", vmin=-1.5, vmax=1.5, interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(shown, ax=list(axes[0, :-1]), location="bottom", fraction=0.05, label="mask units (clipped at ±1.5)")
+    fig.colorbar(shown, ax=list(axes[0, :-1]), location="right", fraction=0.02, label="mask units (clipped at ±1.5)")
     seg_panel(axes[0, -1], image, expert, plane(parts["y2"]) > 0, "2-step mask")
     fig.suptitle(f"a 2-step sample at tau = {parts['tau']:g}: c_skip = {parts['c_skip']:.3f}, c_out = {parts['c_out']:.3f}",
                  fontsize=9)
