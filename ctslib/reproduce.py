@@ -25,6 +25,7 @@ from pathlib import Path
 from .data.roots import SAMPLE, absolute_data
 from .data.spec import spec_usage
 from .io_utils import write_json_atomic
+from .notebook_outputs import update_refusal, write_back
 from .records import jsonable, markdown_table
 from .tutorial import PROFILES, QUICK_NOTE, REPO
 
@@ -105,6 +106,10 @@ def cmd_reproduce(args) -> int:
     if not notebooks:
         print(f"no notebooks NN_*.ipynb matching {args.only or '*'} in {args.notebooks}", file=sys.stderr)
         return 2
+    refusal = update_refusal(args.profile, args.data) if args.update_notebooks else None
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     out = Path(args.out).expanduser().resolve()
     for sub in ("notebooks", "figures", "results"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -138,6 +143,8 @@ def cmd_reproduce(args) -> int:
             print(f"stopped at the first failing notebook; summary: {out / 'summary.md'}", file=sys.stderr)
             return 1
         runs.append({"name": nb.stem, "status": "ok", "seconds": time.perf_counter() - t0, "executed": str(executed)})
+        if args.update_notebooks:                       # the committed outputs (docs/notebook_outputs.md)
+            write_back(executed, nb, out, REPO)
         write_summary(out, meta, runs)
     bar.close()
     print(f"{len(runs)} notebooks ok; summary: {out / 'summary.md'}")
@@ -167,5 +174,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cell-progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show papermill's per-cell progress bar")
     p.add_argument("--log-output", action="store_true", help="stream the notebooks' own output to the terminal")
+    p.add_argument("--update-notebooks", action="store_true",
+                   help="write each executed notebook's outputs back into its file under --notebooks, stamped with "
+                        "hashes of its cells, ctslib and data/sample (quick profile on the sample only)")
     p.set_defaults(func=cmd_reproduce)
     return p

@@ -14,7 +14,8 @@ from .convergence import noise_level_curves, plot_noise_level_dice, plot_snapsho
 from .data import (best_slice, diffusion_widget, plot_diffusion_sweep, plot_histograms, plot_items,
                    plot_resolution_ceilings, plot_slice, slice_viewer_widget)
 from .model import fusion_inputs, gate_spread, plot_ffparser_filters, plot_gates, plot_signals
-from .sampling import multistep_widget, plot_multistep, plot_sampling_cost, plot_two_step_anatomy, speckle
+from .sampling import (multistep_widget, plot_multistep, plot_one_step_story, plot_sampling_cost, plot_two_step_anatomy,
+                       speckle)
 from .schedules import (noising_widget, plot_ct_schedule, plot_curricula, plot_karras_grids, plot_noising, plot_scalings,
                         plot_sigma_data_effect, scalings_widget, schedule_widget, sigma_axis, skip_out_crossing)
 from .segmentation import (cases_widget, plot_cases, plot_predictions, plot_uncertainty, uncertainty_summary,
@@ -26,7 +27,7 @@ __all__ = [
     "plot_noise_level_dice", "plot_snapshot_scores", "plot_variant_convergence", "best_slice", "diffusion_widget",
     "plot_diffusion_sweep", "plot_histograms", "plot_items", "plot_resolution_ceilings", "plot_slice",
     "slice_viewer_widget", "fusion_inputs", "gate_spread", "plot_ffparser_filters", "plot_gates", "plot_signals",
-    "multistep_widget", "plot_multistep", "plot_sampling_cost", "plot_two_step_anatomy", "speckle", "noising_widget",
+    "multistep_widget", "plot_multistep", "plot_one_step_story", "plot_sampling_cost", "plot_two_step_anatomy", "speckle", "noising_widget",
     "plot_ct_schedule", "plot_curricula", "plot_karras_grids", "plot_noising", "plot_scalings",
     "plot_sigma_data_effect", "scalings_widget", "schedule_widget", "sigma_axis", "skip_out_crossing", "cases_widget",
     "plot_cases", "plot_predictions", "plot_uncertainty", "uncertainty_summary", "uncertainty_widget", "LiveCurves",

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import finish, grid, interactive, plane, plt, seg_legend, seg_panel
+from .base import finish, grid, image_axes, interactive, plane, plt, seg_legend, seg_panel
 
 
 def _settings(levels: Sequence[float]) -> list[tuple[str, tuple]]:
@@ -109,3 +109,31 @@ def speckle(mask: np.ndarray) -> int:
     centre = m[1:-1, 1:-1]
     neighbours = [m[:-2, 1:-1], m[2:, 1:-1], m[1:-1, :-2], m[1:-1, 2:]]
     return int(np.all([nb != centre for nb in neighbours], axis=0).sum())
+
+
+def plot_one_step_story(model, images, masks, seed: int = 0, save=None):
+    """What CTS does, one row per image: the image, the noise x_T = sigma_max z, the single network
+    evaluation f(x_T, sigma_max; image) in mask units, and its mask against the expert's."""
+    import torch
+
+    from ..sampling import seeded_noise
+    n = len(images)
+    z = seeded_noise((n, 1, *images.shape[-2:]), [seed + i for i in range(n)], images.device)
+    with torch.no_grad():
+        x_top = model.cfg.sigma_max * z
+        y = model(x_top, torch.full((n,), model.cfg.sigma_max, dtype=torch.float64), images).denoised.clamp(-1, 1)
+    fig, axes = grid(n, 4, 2.3, layout="constrained")
+    shown = None
+    for r in range(n):
+        image_axes(axes[r, 0], images[r])
+        for ax, values, title in ((axes[r, 1], z[r], r"noise $x_T = \sigma_{max} z$ (shown as z)"),
+                                  (axes[r, 2], y[r], r"one evaluation $f_\theta(x_T, \sigma_{max}; x^d)$")):
+            shown = ax.imshow(plane(values), cmap="coolwarm", vmin=-1.5, vmax=1.5, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title if r == 0 else "", fontsize=8)
+        seg_panel(axes[r, 3], images[r], masks[r], plane(y[r]) > 0, "mask = f > 0 vs expert" if r == 0 else "")
+    axes[0, 0].set_title("image $x^d$ (the condition)", fontsize=8)
+    fig.colorbar(shown, ax=list(axes[:, 1:3].ravel()), location="bottom", fraction=0.05, label="mask units")
+    seg_legend(fig, y=-0.06)
+    return finish(fig, save)
