@@ -398,17 +398,19 @@ def notebook_title(path: Path) -> str:
 
 
 def render_tutorial(timing: dict | None, notebooks: Path) -> str:
-    """The README's tutorial map: notebook, title, minutes of the quick profile on a 2-core CPU (measured)."""
-    seconds = (timing or {}).get("seconds", {})
-    lines = [TUTORIAL[0], GENERATED, "", "| notebook | what it teaches | minutes (quick profile, CPU) |", "|---|---|---|"]
+    """The README's tutorial map: notebook, title, and the quick profile's minutes on a 2-core CPU (CPU time,
+    which one torch thread turns into wall time on an idle machine; the measurement's wall time beside it)."""
+    cpu = (timing or {}).get("cpu_seconds", {})
+    lines = [TUTORIAL[0], GENERATED, "", "| notebook | what it teaches | minutes (quick profile, 1 CPU thread) |", "|---|---|---|"]
     for path in sorted(notebooks.glob("[0-9][0-9]_*.ipynb")):
-        minutes = f"{seconds[path.stem] / 60:.1f}" if path.stem in seconds else "not measured"
+        minutes = f"{cpu[path.stem] / 60:.1f}" if path.stem in cpu else "not measured"
         lines.append(f"| [{path.stem}](notebooks/{path.name}) | {notebook_title(path)} | {minutes} |")
     if timing:
-        lines += ["", f"Measured by `python benchmarks/tutorial_timing.py` on {timing['cpu']} ({timing['cores']} cores, "
-                      f"{timing['threads']} torch thread per notebook), {timing['date'][:10]}: {timing['total_seconds'] / 60:.1f} "
-                      f"minutes in all; load average {timing['load_before']:.1f} before and {timing['load_after']:.1f} after "
-                      "(other jobs on the machine slow it down)."]
+        lines += ["", f"CPU time (user + sys) measured by `python benchmarks/tutorial_timing.py` on {timing['cpu']} "
+                      f"({timing['cores']} cores), {timing['date'][:10]}: {timing['total_seconds'] / 60:.1f} minutes in all, "
+                      "about the wall time on an idle machine; that run's wall time was "
+                      f"{timing['total_wall_seconds'] / 60:.1f} minutes at a load average of {timing['load_before']:.1f} to "
+                      f"{timing['load_after']:.1f}."]
     return "\n".join(lines + ["", TUTORIAL[1]])
 
 

@@ -1,8 +1,8 @@
 """The paper's claims beside this run's findings (notebooks 04 and 05): per-case scores, paired
 bootstrap intervals, and a verdict each notebook computes from its own numbers.
 
-Only numbers printed in the paper are quoted here (its Table 1; Table 2's ranking and its best brain
-Dice; the claims of Fig. 3 and Fig. 4 are stated in words there, without numbers).
+Only numbers printed in the paper are quoted here (its Table 1, and Table 2's ranking and best brain
+Dice); the claims of Fig. 3 and Fig. 4 are compared in words, with no number attributed to the paper.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ TABLE2_CLAIMS = {
     "ffparser": Claim("Tables 1-2", "the FF-Parser helps: CTS-FM above CTS-M",
                       f"Table 1 brain Dice {TABLE1_BRAIN['CTS-FM']['dice']} vs {TABLE1_BRAIN['CTS-M']['dice']} (+0.4)"),
 }
-FIG3_CLAIM = Claim("Fig. 3", "test Dice and IoU rise as training proceeds while the loss falls", "curves only, no numbers")
-FIG4_CLAIM = Claim("Fig. 4", "CTS-M converges faster than CTS-nM", "curves only, no numbers")
+FIG3_CLAIM = Claim("Fig. 3", "test Dice and IoU rise as training proceeds while the loss falls", "none quoted here")
+FIG4_CLAIM = Claim("Fig. 4", "CTS-M converges faster than CTS-nM", "none quoted here")
 
 
 @torch.no_grad()

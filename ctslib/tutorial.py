@@ -178,8 +178,8 @@ def evaluate_checkpoint(path: str | Path, dataset, prof: Profile, outputs=("one_
 
 
 def snapshot_scores(run_dir: str | Path, dataset, prof: Profile, device: str = "auto") -> list[dict]:
-    """Test Dice/IoU of every EMA snapshot of a run, and of its final checkpoint when that is
-    newer, in step order (Fig-3 style), without HD95."""
+    """Test Dice/IoU (per slice) and Dice per case of every EMA snapshot of a run, and of its final checkpoint
+    when that is newer, in step order (Fig-3 style), without HD95."""
     from tqdm.auto import tqdm
 
     from .checkpoint import load_checkpoint
@@ -190,8 +190,8 @@ def snapshot_scores(run_dir: str | Path, dataset, prof: Profile, device: str = "
     rows = []
     for step, path in tqdm(sorted(points.items()), desc="snapshots"):
         res = evaluate_checkpoint(path, dataset, prof, device=device, progress=False, hd95=False)
-        rows.append({"step": step, **{o: {"dice": r["per_slice"]["dice"]["mean"], "iou": r["per_slice"]["iou"]["mean"]}
-                                      for o, r in res.items()}})
+        rows.append({"step": step, **{o: {"dice": r["per_slice"]["dice"]["mean"], "iou": r["per_slice"]["iou"]["mean"],
+                                          "dice_per_case": r["per_volume"]["dice"]["mean"]} for o, r in res.items()}})
     return rows
 
 

@@ -221,11 +221,12 @@ def test_readme_results_appends_markers(tmp_path):
 
 def test_readme_tutorial_map_reads_the_timing_json(tmp_path):
     rr = _load("readme_results")
-    timing = {"seconds": {"03_training": 90.0}, "total_seconds": 300.0, "cpu": "Some CPU", "cores": 2, "threads": 1,
-              "date": "2026-12-06 12:00:00", "load_before": 0.5, "load_after": 1.5}
+    timing = {"cpu_seconds": {"03_training": 90.0}, "wall_seconds": {"03_training": 180.0}, "total_seconds": 300.0,
+              "total_wall_seconds": 600.0, "cpu": "Some CPU", "cores": 2, "date": "2026-12-06 12:00:00",
+              "load_before": 0.5, "load_after": 1.5}
     text = rr.render_tutorial(timing, REPO / "notebooks")
     assert "| [03_training](notebooks/03_training.ipynb) | Training CTS-M end to end | 1.5 |" in text
-    assert "5.0 minutes in all; load average 0.5 before and 1.5 after" in text and "Some CPU (2 cores" in text
+    assert "5.0 minutes in all" in text and "10.0 minutes at a load average of 0.5 to 1.5" in text and "Some CPU (2 cores)" in text
 
 
 def test_quality_cuts_a_cts_row_at_the_deadline(tmp_path, monkeypatch):
