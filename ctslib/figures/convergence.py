@@ -24,7 +24,7 @@ def plot_snapshot_scores(steps, scores, log_path: str | Path, save=None):
             ys = [s[output][key] for s in scores if s.get(output) is not None]
             if ys:
                 axes[1].plot(steps[: len(ys)], ys, ls, marker=marker, ms=3, color=colour, alpha=1 if key == "dice" else 0.6,
-                             label=f"{output.replace('_', ' ')} {key.upper() if key == 'iou' else 'Dice'}")
+                             label=f"{output.replace('_', ' ')} {'IoU' if key == 'iou' else 'Dice'}")
     axes[1].set_ylim(0, 1)
     axes[1].set_ylabel("test score")
     axes[1].set_title("test Dice / IoU of the saved EMA snapshots", fontsize=9)

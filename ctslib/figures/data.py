@@ -128,7 +128,7 @@ def plot_items(dataset, indices: Iterable[int], title: str = "", save=None, cols
 
 def plot_resolution_ceilings(rows: Sequence[dict], native_sizes: dict[str, int] | None = None, save=None):
     """Dice of the resized-and-mapped-back expert masks against the working size, one line per dataset;
-    ``native_sizes`` ({dataset: px}) marks the size the files are stored at (no resizing there: 100%)."""
+    ``native_sizes`` ({dataset: px}) marks the size the files are stored at (dotted; no resizing there: 100%)."""
     fig, ax = plt().subplots(figsize=(6, 3.4))
     for name in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == name]
@@ -136,13 +136,11 @@ def plot_resolution_ceilings(rows: Sequence[dict], native_sizes: dict[str, int] 
     stored: dict[int, list[str]] = {}
     for name, size in (native_sizes or {}).items():
         stored.setdefault(int(size), []).append(name.split(" ")[0])
-    for size, names in stored.items():
+    for size in stored:
         ax.axvline(size, color="grey", ls=":", lw=1)
-        ax.text(size, 0.5, f"files of {', '.join(names)} stored at {size} px ", rotation=90, fontsize=7, color="grey",
-                va="center", ha="right", transform=ax.get_xaxis_transform())
-    sizes = sorted({r["size"] for r in rows})
+    sizes = sorted({r["size"] for r in rows} | set(stored))
     ax.set_xscale("log", base=2)
-    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_xticks(sizes, [f"{s}\n({'/'.join(stored[s])} files)" if s in stored else str(s) for s in sizes])
     ax.minorticks_off()
     ax.set_xlabel("working size S (px)")
     ax.set_ylabel("Dice on the files' grid (%)")
