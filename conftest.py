@@ -19,7 +19,7 @@ _candidates = ([Path(os.path.expanduser(_env_root))] if _env_root else []) + [RE
 _data_root = next((r for r in _candidates if r.is_dir()), None)
 
 os.environ.setdefault("CTS_PROFILE", "quick")
-os.environ.setdefault("CTS_HEADLESS", "1")      # nbval: widgets draw once as plain output (ctslib.viz.interactive)
+os.environ.setdefault("CTS_HEADLESS", "1")      # nbval: widgets draw once as plain output (ctslib.figures.interactive)
 os.environ.setdefault("CTS_DATA", str(_data_root.resolve()) if _data_root else "phantom")
 _OWN_OUT = None if "CTS_OUT" in os.environ else tempfile.mkdtemp(prefix="ctslib-nbval-")
 if _OWN_OUT:

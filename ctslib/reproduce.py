@@ -92,19 +92,21 @@ def _error_text(exc: Exception) -> str:
 
 def run_notebooks(notebooks: list[Path], out: Path, values: dict, *, kernel: str = "python3",
                   cwd: str | Path = NOTEBOOK_DIR, timeout: int = 3600, cell_progress: bool = True,
-                  log_output: bool = False) -> list[dict]:
+                  log_output: bool = False, update_notebooks: bool = False) -> list[dict]:
     """Execute `notebooks` in order with papermill into OUT, injecting `values` into each parameters cell.
 
     Writes OUT/notebooks/ (executed copies), OUT/results/, OUT/summary.md and OUT/summary.json after every
-    notebook; stops at the first failing notebook (its run record holds the error). Returns the run records.
+    notebook; stops at the first failing notebook (its run record holds the error). ``update_notebooks`` writes
+    each executed notebook's outputs back into its source file, stamped (docs/notebook_outputs.md). Returns the
+    run records.
     """
     import papermill as pm
     from tqdm.auto import tqdm
 
-    from .viz import HEADLESS_ENV
+    from .figures import HEADLESS_ENV
     for sub in ("notebooks", "figures", "results"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    os.environ[HEADLESS_ENV] = "1"        # the kernels inherit it: widgets draw once as plain output (viz.interactive)
+    os.environ[HEADLESS_ENV] = "1"        # the kernels inherit it: widgets draw once as plain output (figures.interactive)
     meta = {"profile": values.get("PROFILE"), "data": values.get("DATA"), "device": values.get("DEVICE"),
             "out": str(out), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     runs: list[dict] = []
@@ -123,6 +125,9 @@ def run_notebooks(notebooks: list[Path], out: Path, values: dict, *, kernel: str
                          "executed": str(executed), "error": _error_text(exc)[-4000:]})
             break
         runs.append({"name": nb.stem, "status": "ok", "seconds": time.perf_counter() - t0, "executed": str(executed)})
+        if update_notebooks:
+            from .notebook_outputs import write_back
+            write_back(executed, nb, out, REPO)
         write_summary(out, meta, runs)
     bar.close()
     write_summary(out, meta, runs)

@@ -130,7 +130,7 @@ def train_live(model_cfg, train_cfg, train_set, val_set, out: str | Path, steps:
     from tqdm.auto import tqdm
 
     from .train import RunOptions, train
-    from .viz import LiveCurves
+    from .figures import LiveCurves
     train_cfg = replace(train_cfg, steps=int(steps))
     for folder in map(Path, reuse):
         if same_run(folder, model_cfg, train_cfg, data_spec):
@@ -178,8 +178,8 @@ def evaluate_checkpoint(path: str | Path, dataset, prof: Profile, outputs=("one_
 
 
 def snapshot_scores(run_dir: str | Path, dataset, prof: Profile, device: str = "auto") -> list[dict]:
-    """Test Dice/IoU of every EMA snapshot of a run, and of its final checkpoint when that is
-    newer, in step order (Fig-3 style), without HD95."""
+    """Test Dice/IoU (per slice) and Dice per case of every EMA snapshot of a run, and of its final checkpoint
+    when that is newer, in step order (Fig-3 style), without HD95."""
     from tqdm.auto import tqdm
 
     from .checkpoint import load_checkpoint
@@ -190,8 +190,8 @@ def snapshot_scores(run_dir: str | Path, dataset, prof: Profile, device: str = "
     rows = []
     for step, path in tqdm(sorted(points.items()), desc="snapshots"):
         res = evaluate_checkpoint(path, dataset, prof, device=device, progress=False, hd95=False)
-        rows.append({"step": step, **{o: {"dice": r["per_slice"]["dice"]["mean"], "iou": r["per_slice"]["iou"]["mean"]}
-                                      for o, r in res.items()}})
+        rows.append({"step": step, **{o: {"dice": r["per_slice"]["dice"]["mean"], "iou": r["per_slice"]["iou"]["mean"],
+                                          "dice_per_case": r["per_volume"]["dice"]["mean"]} for o, r in res.items()}})
     return rows
 
 
@@ -259,3 +259,31 @@ def tutorial_model(out: str | Path, profile_name: str, data: str, train_set, val
                                  live=False, desc="cts_m", reuse=[fallback])["out"])
     model, _ = build_model_from_checkpoint(folder / "ckpt.pt")
     return model.to(pick_device(device)), folder
+
+
+def time_diffusion(model, images, steps: int, repeats: int = 3) -> dict:
+    """Wall time of one `diffusion_segment` sample per image (E = 1, ``steps`` Heun steps) on ``images``, in the
+    row format of `sampling.time_sampling`: a warm-up call, then the median of ``repeats`` timed calls."""
+    import time
+
+    from .baselines.diffusion import diffusion_segment
+    device = next(model.parameters()).device
+    images = images.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    calls = []
+    hook = model.net.g.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        diffusion_segment(model, images, steps=steps, members=1)
+    finally:
+        hook.remove()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        diffusion_segment(model, images, steps=steps, members=1)
+        sync()
+        times.append(time.perf_counter() - t0)
+    ms = 1000 * float(np.median(times))
+    return {"sampler": f"EDM diffusion, {steps} Heun steps", "network_evals": len(calls),
+            "batch": len(images), "ms_per_batch": ms, "ms_per_image": ms / len(images), "device": str(device),
+            "threads": torch.get_num_threads()}

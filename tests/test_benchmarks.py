@@ -1,5 +1,6 @@
-"""benchmarks/: speed.py and quality.py run end to end and write their JSON; the README's results
-section is generated from the committed JSON and `readme_results.py --check` catches hand edits."""
+"""benchmarks/: speed.py and quality.py run end to end and write their JSON; docs/results.md and the
+README's headline table and tutorial map are generated from the committed JSON and `readme_results.py
+--check` catches hand edits."""
 import importlib.util
 import json
 import re
@@ -189,26 +190,43 @@ def test_readme_results_check(tmp_path):
     rr = _load("readme_results")
     results = BENCH / "results"
     assert any(results.glob("*.json")), "benchmarks/results/ must hold the committed JSON"
-    assert rr.main(["--check"]) == 0, "README results are stale: run python benchmarks/readme_results.py"
-    readme = tmp_path / "README.md"
+    assert rr.main(["--check"]) == 0, "generated results are stale: run python benchmarks/readme_results.py"
+    page, readme = tmp_path / "results.md", tmp_path / "README.md"
+    shutil.copy(REPO / "docs" / "results.md", page)
     shutil.copy(REPO / "README.md", readme)
-    text = readme.read_text()
-    start = text.index(rr.START) + len(rr.START)
-    readme.write_text(text[:start] + "\nhand-typed 99.9% Dice\n" + text[start:])
-    assert rr.main(["--check", "--readme", str(readme), "--results", str(results)]) == 1
-    assert rr.main(["--readme", str(readme), "--results", str(results)]) == 0
-    assert readme.read_text() == text
-    assert rr.main(["--check", "--readme", str(readme), "--results", str(results)]) == 0
+    args = ["--page", str(page), "--readme", str(readme), "--results", str(results)]
+    for path, marker in ((page, rr.START), (readme, rr.HEADLINE[0]), (readme, rr.TUTORIAL[0])):
+        text = path.read_text()
+        start = text.index(marker) + len(marker)
+        path.write_text(text[:start] + "\nhand-typed 99.9% Dice\n" + text[start:])
+        assert rr.main(["--check", *args]) == 1, marker
+        assert rr.main(args) == 0
+        assert path.read_text() == text
+        assert rr.main(["--check", *args]) == 0
 
 
 def test_readme_results_appends_markers(tmp_path):
     rr = _load("readme_results")
-    readme = tmp_path / "README.md"
-    readme.write_text("# Title\n\nText.\n")
-    assert rr.main(["--readme", str(readme), "--results", str(tmp_path / "none")]) == 0
-    text = readme.read_text()
+    page, readme = tmp_path / "results.md", tmp_path / "README.md"
+    page.write_text("# Title\n\nText.\n")
+    readme.write_text("# CTS\n")
+    assert rr.main(["--page", str(page), "--readme", str(readme), "--results", str(tmp_path / "none")]) == 0
+    text = page.read_text()
     assert text.startswith("# Title\n\nText.\n") and rr.START in text and rr.END in text
     assert "No benchmark results committed yet." in text
+    front = readme.read_text()
+    assert "No headline results committed yet." in front and "| [03_training](notebooks/03_training.ipynb) |" in front
+    assert "not measured" in front
+
+
+def test_readme_tutorial_map_reads_the_timing_json(tmp_path):
+    rr = _load("readme_results")
+    timing = {"cpu_seconds": {"03_training": 90.0}, "wall_seconds": {"03_training": 180.0}, "total_seconds": 300.0,
+              "total_wall_seconds": 600.0, "cpu": "Some CPU", "cores": 2, "date": "2026-12-06 12:00:00",
+              "load_before": 0.5, "load_after": 1.5}
+    text = rr.render_tutorial(timing, REPO / "notebooks")
+    assert "| [03_training](notebooks/03_training.ipynb) | Training CTS-M end to end | 1.5 |" in text
+    assert "5.0 minutes in all" in text and "10.0 minutes at a load average of 0.5 to 1.5" in text and "Some CPU (2 cores)" in text
 
 
 def test_quality_cuts_a_cts_row_at_the_deadline(tmp_path, monkeypatch):

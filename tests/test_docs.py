@@ -196,3 +196,14 @@ def test_readme_layout_matches_the_tree():
     missing = [f for f in folders if not ((REPO / f).is_dir() or (REPO / "ctslib" / f).is_dir())]
     missing += [f for f in files if f not in here]
     assert missing == [], f"README's Layout names what the tree does not have: {missing}"
+
+
+def test_readme_is_a_landing_page():
+    """At most 200 lines; the generated tutorial map and headline table, the set-up and test commands, a figure."""
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    for needed in ("<!-- tutorial:start -->", "<!-- headline:start -->", "python -m pytest", "## Citation",
+                   'pip install torch==2.13.0 && pip install -e ".[dev]"', "python -m ctslib reproduce --profile quick"):
+        assert needed in text, needed
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert figures and all((REPO / f).is_file() and f.startswith("docs/") for f in figures)

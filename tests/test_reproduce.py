@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -156,3 +157,26 @@ def test_reproduce_stops_at_the_first_failing_notebook(tmp_path):
     assert [(r["name"], r["status"]) for r in summary["notebooks"]] == [("01_ok", "ok"), ("02_fails", "failed")]
     assert "deliberate failure 4711" in summary["notebooks"][1]["error"]
     assert summary["results"]["01_ok"]["headline"]["profile"] == "quick"             # the parameter was injected
+
+
+def test_update_notebooks_writes_stamped_outputs_back(tmp_path):
+    """--update-notebooks: the executed notebook's outputs land in the notebook file itself, stamped, with no
+    path of this machine in them; the committed-outputs test then accepts it. Other settings are refused."""
+    from ctslib import notebook_outputs
+    books = tmp_path / "books"
+    books.mkdir()
+    source = REPO / "notebooks" / "01_consistency_math.ipynb"
+    shutil.copy(source, books / source.name)
+    out = tmp_path / "out"
+    proc = run_reproduce("--profile", "quick", "--only", "01", "--notebooks", books, "--out", out, "--update-notebooks",
+                         "--timeout", 300, "--no-cell-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = books / source.name
+    assert notebook_outputs.problems(written, REPO) == []
+    nb, original = nbformat.read(written, as_version=4), nbformat.read(source, as_version=4)
+    assert [c.source for c in nb.cells] == [c.source for c in original.cells]           # no injected cell
+    assert sum(1 for c in nb.cells if c.cell_type == "code" and c.outputs) >= 10
+    text = written.read_text()
+    assert str(tmp_path) not in text and str(REPO) not in text
+    refused = run_reproduce("--profile", "full", "--notebooks", books, "--out", out, "--update-notebooks")
+    assert refused.returncode == 2 and "--update-notebooks" in refused.stderr

@@ -35,6 +35,9 @@ def add_parser(subparsers):
     p.add_argument("--cell-progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show papermill's per-cell progress bar")
     p.add_argument("--log-output", action="store_true", help="stream the notebooks' own output to the terminal")
+    p.add_argument("--update-notebooks", action="store_true",
+                   help="write each executed notebook's outputs back into its file under --notebooks, stamped with "
+                        "hashes of its cells, ctslib and data/sample (quick profile on the sample only)")
     p.set_defaults(func=cmd_reproduce)
     return p
 
@@ -49,12 +52,17 @@ def cmd_reproduce(args) -> int:
     notebooks = discover(args.notebooks, args.only)
     if not notebooks:
         raise UsageError(f"no notebooks NN_*.ipynb matching {args.only or '*'} in {args.notebooks}")
+    from ..notebook_outputs import update_refusal
+    refusal = update_refusal(args.profile, args.data) if args.update_notebooks else None
+    if refusal:
+        raise UsageError(refusal)
     out = check_output_folder(args.out).resolve()
     values = {"PROFILE": args.profile, "DATA": absolute_data(args.data), "OUT": str(out), "DEVICE": args.device}
     if args.steps is not None:
         values["STEPS"] = args.steps
     runs = run_notebooks(notebooks, out, values, kernel=args.kernel, cwd=args.notebooks, timeout=args.timeout,
-                         cell_progress=args.cell_progress, log_output=args.log_output)
+                         cell_progress=args.cell_progress, log_output=args.log_output,
+                         update_notebooks=args.update_notebooks)
     failed = [r for r in runs if r["status"] == "failed"]
     if failed:
         print(f"\n{failed[0]['error']}", file=sys.stderr)

@@ -1,0 +1,107 @@
+"""The paper's claims beside this run's findings (notebooks 04 and 05): per-case scores, paired
+bootstrap intervals, and a verdict each notebook computes from its own numbers.
+
+Only numbers printed in the paper are quoted here (its Table 1, and Table 2's ranking and best brain
+Dice); the claims of Fig. 3 and Fig. 4 are compared in words, with no number attributed to the paper.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .metrics import bootstrap_ci
+
+# Zhang et al., "CTS: A Consistency-Based Medical Image Segmentation Model", Table 1 (brain tumour, %).
+TABLE1_BRAIN = {"CTS-M": {"dice": 91.7, "iou": 83.9}, "CTS-FM": {"dice": 92.1, "iou": 84.0}}
+TABLE2_BEST_BRAIN_DICE = 86.9          # Table 2's best brain Dice (its "500,000 samples" row), %
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper, the numbers it prints for it, and the sign of the difference it predicts."""
+    source: str
+    claim: str
+    paper_numbers: str
+
+
+TABLE2_CLAIMS = {
+    "signals": Claim("Table 2", "multi-scale signals help: CTS-M above CTS-nM",
+                     "ranked so in Table 2 (its per-row numbers are not quoted here)"),
+    "ffparser": Claim("Tables 1-2", "the FF-Parser helps: CTS-FM above CTS-M",
+                      f"Table 1 brain Dice {TABLE1_BRAIN['CTS-FM']['dice']} vs {TABLE1_BRAIN['CTS-M']['dice']} (+0.4)"),
+}
+FIG3_CLAIM = Claim("Fig. 3", "test Dice and IoU rise as training proceeds while the loss falls", "none quoted here")
+FIG4_CLAIM = Claim("Fig. 4", "CTS-M converges faster than CTS-nM", "none quoted here")
+
+
+@torch.no_grad()
+def case_dice(model, dataset, limit: int | None = None, outputs: Sequence[str] = ("one_step",), device="cpu") -> dict:
+    """{output: per-case Dice array} scored exactly as `evaluate.evaluate` scores (same items, seeds, layout,
+    autocast and native grid): a case is an image for DDTI and a patient for LGG."""
+    from .device import autocast, in_layout, use_channels_last
+    from .evaluate import EvalOptions, _batches, _native_source, _score_batch, cts_segmenter
+    from .metrics import SegmentationScores
+    device = torch.device(device)
+    opts = EvalOptions(outputs=tuple(outputs), limit=limit, hd95=False, n_bootstrap=0, progress=False)
+    model = model.to(device).eval()
+    segmenter = cts_segmenter(model, tuple(outputs))
+    scores = {o: SegmentationScores(hd95=False, n_bootstrap=0) for o in outputs}
+    for image, mask, meta, indices in _batches(dataset, opts):
+        image = in_layout(image.to(device), use_channels_last(device))
+        with autocast(device):
+            preds = segmenter(image, [opts.seed * 1_000_003 + i for i in indices])
+        _score_batch(scores, {o: preds[o] for o in outputs}, mask, meta, indices, _native_source(dataset))
+    return {o: np.array([c["dice"] for c in s.per_case()]) for o, s in scores.items()}
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Mean of the per-case differences a - b and its 95% percentile-bootstrap interval (cases resampled)."""
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    lo, hi = bootstrap_ci(diff, n_resamples, seed) or (float("nan"), float("nan"))
+    return {"mean": float(diff.mean()), "lo": lo, "hi": hi, "n": int(diff.size)}
+
+
+def verdict(lo: float, hi: float) -> str:
+    """From a 95% interval of (this run's difference in the direction the paper predicts):
+    above 0 -> agrees, below 0 -> disagrees, straddling 0 -> inconclusive."""
+    if lo > 0:
+        return "agrees"
+    if hi < 0:
+        return "disagrees"
+    return "inconclusive"
+
+
+def claim_row(claim: Claim, here: str, diff: dict) -> dict:
+    """One row of a paper-vs-here table: the claim, the paper's numbers, this run's difference with its
+    interval, and the verdict computed from that interval."""
+    return {"source": claim.source, "claim": claim.claim, "paper's numbers": claim.paper_numbers,
+            "this run": f"{here}: {100 * diff['mean']:+.2f} points [{100 * diff['lo']:+.2f}, {100 * diff['hi']:+.2f}], "
+                        f"n = {diff['n']}", "verdict": verdict(diff["lo"], diff["hi"])}
+
+
+def snapshot_case_dice(run_dir, dataset, limit: int | None = None, device="cpu") -> dict[int, np.ndarray]:
+    """{training step: per-case one-step Dice} for every EMA snapshot of a run and its final checkpoint."""
+    from pathlib import Path
+
+    from .checkpoint import build_model_from_checkpoint, load_checkpoint
+    points = {int(p.stem.split("_")[1]): p for p in Path(run_dir).glob("snapshot_*.pt")}
+    final = Path(run_dir) / "ckpt.pt"
+    if final.is_file():
+        points.setdefault(int(load_checkpoint(final)["step"]), final)
+    return {step: case_dice(build_model_from_checkpoint(path)[0], dataset, limit, device=device)["one_step"]
+            for step, path in sorted(points.items())}
+
+
+def convergence_claim_rows(fig3: dict[int, np.ndarray], nm: dict[int, np.ndarray], m: dict[int, np.ndarray]) -> list[dict]:
+    """Fig. 3 (last snapshot minus first, per case) and Fig. 4 (CTS-M minus CTS-nM, per case, averaged over the
+    snapshots both runs saved: the area under the Dice-vs-step curve) as paper-vs-here rows."""
+    first, last = min(fig3), max(fig3)
+    rows = [claim_row(FIG3_CLAIM, f"one-step Dice at step {last} - step {first}", paired_difference(fig3[last], fig3[first]))]
+    shared = sorted(set(nm) & set(m))
+    mean_m, mean_nm = np.mean([m[s] for s in shared], 0), np.mean([nm[s] for s in shared], 0)
+    rows.append(claim_row(FIG4_CLAIM, f"CTS-M - CTS-nM, one-step Dice averaged over {len(shared)} snapshots",
+                          paired_difference(mean_m, mean_nm)))
+    return rows
