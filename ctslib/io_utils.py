@@ -117,6 +117,18 @@ def unwritable_reason(path: str | Path) -> str | None:
     return None
 
 
+def output_problem(path: str | Path, force: bool = False) -> str | None:
+    """What keeps `path` from being written as an output file ("is a folder; ...", "already exists; ...",
+    "cannot be written: ..."), or None."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder; give a file name"
+    if path.exists() and not force:
+        return "already exists; pass --force to overwrite it"
+    reason = unwritable_reason(path)
+    return None if reason is None else f"cannot be written: {reason}"
+
+
 def remove_stale_temps(folder: str | Path) -> list[Path]:
     """Delete the temporary files of interrupted `atomic_write` calls in `folder`; returns what was removed."""
     folder = Path(folder)

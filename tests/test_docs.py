@@ -202,7 +202,7 @@ def test_readme_is_a_landing_page():
     """At most 200 lines; the generated tutorial map and headline table, the set-up and test commands, a figure."""
     text = (REPO / "README.md").read_text()
     assert len(text.splitlines()) <= 200
-    for needed in ("<!-- tutorial:start -->", "<!-- headline:start -->", "python -m pytest", "## Citation",
+    for needed in ("<!-- tutorial:start -->", "<!-- headline:start -->", "python -m pytest", "## Licence and citation",
                    'pip install torch==2.13.0 && pip install -e ".[dev]"', "python -m ctslib reproduce --profile quick"):
         assert needed in text, needed
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)

@@ -50,7 +50,7 @@ def test_segmentation_panel_scores_like_the_metrics_and_colours_the_errors():
 def test_loss_terms_enter_with_the_weights_of_the_run(tmp_path):
     import json
     log = tmp_path / "log.jsonl"
-    start = {"event": "start", "train": {"loss": {"alpha": 10.0, "beta": 2.0}}}   # a nested config is read too
+    start = {"event": "start", "train": {"alpha": 10.0, "anchor": {"weight": 2.0}}}   # TrainConfig's nested form
     rows = [{"step": s, "loss": 1.0 + 10 * 0.1 + 2 * 0.2, "loss_ct": 1.0, "loss_s": 0.1, "loss_anchor": 0.2} for s in (10, 20)]
     log.write_text("\n".join(json.dumps(r) for r in [start, *rows]) + "\n")
     from ctslib.logs import read_log
@@ -61,7 +61,7 @@ def test_loss_terms_enter_with_the_weights_of_the_run(tmp_path):
     assert abs(sum(shares.values()) - 1) < 1e-9 and abs(shares["loss_ct"] - 1 / 2.4) < 1e-9
     figures.plot_training_log(log, save=tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
-    flat = [{"event": "start", "train": {"alpha": 10.0, "anchor": 0.0}}, *rows]     # anchor 0: no beta L_A line
+    flat = [{"event": "start", "train": {"alpha": 10.0, "anchor": 0.0}}, *rows]     # an old flat log, anchor 0: no beta L_A
     assert "loss_anchor" not in figures.loss_terms(flat)
 
 

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..io_utils import unwritable_reason
+from ..io_utils import output_problem, unwritable_reason
 
 EXIT_CODES = """exit status:
   0    success
@@ -63,28 +63,19 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
-def positive_int(text: str) -> int:
-    """A count: an integer >= 1."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer (>= 1)")
-    return value
+def _int_at_least(low: int, high: float, meaning: str):
+    """An argparse type for integers in [low, high); `meaning` completes '<value> is not ...'."""
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if not low <= value < high:
+            raise argparse.ArgumentTypeError(f"{value} is not {meaning}")
+        return value
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """An interval where 0 means off, or a worker count: an integer >= 0."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative (give 0 or more)")
-    return value
-
-
-def seed_int(text: str) -> int:
-    """A random seed: 0 <= seed < 2^32."""
-    value = _integer(text)
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{value} is not a seed in [0, 2^32)")
-    return value
+positive_int = _int_at_least(1, math.inf, "a positive integer (>= 1)")            # a count
+nonnegative_int = _int_at_least(0, math.inf, "0 or more")                          # an interval where 0 means off
+seed_int = _int_at_least(0, 2**32, "a seed in [0, 2^32)")
 
 
 def _finite(text: str) -> float:
@@ -181,10 +172,6 @@ def check_output_folder(path: str | Path, flag: str = "--out") -> Path:
 def check_output_file(path: str | Path, flag: str, force: bool = True) -> Path:
     """An output file: not a folder, its folder writable or makeable, and new unless `force`."""
     path = Path(path).expanduser()
-    if path.is_dir():
-        raise UsageError(f"{flag} {path} is a folder; give a file name")
-    if path.exists() and not force:
-        raise UsageError(f"{flag} {path} already exists; pass --force to overwrite it")
-    if (reason := unwritable_reason(path)) is not None:
-        raise UsageError(f"{flag} {path}: {reason}")
+    if (problem := output_problem(path, force)) is not None:
+        raise UsageError(f"{flag} {path} {problem}")
     return path

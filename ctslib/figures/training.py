@@ -9,30 +9,24 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import train_config_from_dict
 from ..logs import log_series, read_log
 from .base import finish, plt, smooth
 
 TERM_STYLE = {"loss": ("k", "-"), "loss_ct": ("tab:blue", "-"), "loss_s": ("tab:green", "--"), "loss_anchor": ("tab:red", "-.")}
 
 
-def _find(config: dict, names: tuple[str, ...]):
-    """The first value stored under one of ``names`` in a (possibly nested) config dict."""
-    for key, value in config.items():
-        if key in names and isinstance(value, (int, float)):
-            return float(value)
-    for value in config.values():
-        if isinstance(value, dict):
-            found = _find(value, names)
-            if found is not None:
-                return found
-    return None
-
-
 def loss_weights(records: list[dict]) -> dict[str, float]:
-    """{"alpha": weight of L_S, "beta": weight of the anchor L_A} from the log's start record (0 when absent)."""
+    """{"alpha": weight of L_S, "beta": weight of the anchor L_A} from the log's start record (0 when absent).
+
+    The config is read through `config.train_config_from_dict`, so logs written before the nested TrainConfig
+    (a flat ``anchor`` weight) read the same way.
+    """
     start = next((r for r in records if r.get("event") == "start"), {})
-    train = start.get("train") or {}
-    return {"alpha": _find(train, ("alpha",)) or 0.0, "beta": _find(train, ("beta", "anchor")) or 0.0}
+    if not start.get("train"):
+        return {"alpha": 0.0, "beta": 0.0}
+    cfg = train_config_from_dict(start["train"])
+    return {"alpha": float(cfg.alpha), "beta": float(cfg.anchor.weight)}
 
 
 def loss_terms(records: list[dict], alpha: float | None = None, beta: float | None = None) -> dict[str, tuple]:

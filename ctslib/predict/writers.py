@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..io_utils import atomic_write as _atomic_write
-from ..io_utils import unwritable_reason
+from ..io_utils import output_problem
 from .inference import PredictError
 
 
@@ -35,12 +35,8 @@ def check_output(path: str | Path, inputs: Sequence[str | Path] = (), force: boo
     for src in inputs:
         if _same_file(path, Path(src)):
             raise PredictError(f"output {path} is the input file {src}; predict never overwrites its input")
-    if path.is_dir():
-        raise PredictError(f"output {path} is a folder; give a file name")
-    if path.exists() and not force:
-        raise PredictError(f"output {path} already exists; pass --force (force=True) to overwrite it")
-    if (reason := unwritable_reason(path)) is not None:
-        raise PredictError(f"output {path} cannot be written: {reason}")
+    if (problem := output_problem(path, force)) is not None:
+        raise PredictError(f"output {path} {problem}")
     return path
 
 
