@@ -32,6 +32,7 @@ class DenoiserConfig:
     dropout: float = 0.0
     zero_init: bool = True
     max_groups: int = 32
+    downscale: int = 1            # g works at image_size / downscale (a power of 2); h's signals keep the detail
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,11 @@ def override(cfg, assignments: list[str]):
                 changes[key] = type(current)(text)
             except ValueError:
                 raise ValueError(f"{key} takes a {type(current).__name__}, not {text!r}") from None
+        elif isinstance(current, tuple):           # denoiser.mult=1,2 (integers; empty for ())
+            try:
+                changes[key] = tuple(int(x) for x in text.split(",") if x.strip())
+            except ValueError:
+                raise ValueError(f"{key} takes comma-separated integers, not {text!r}") from None
         else:
             changes[key] = text
     return replace(cfg, **changes)
