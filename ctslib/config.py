@@ -264,6 +264,19 @@ def released_mode(model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, 
 PRESETS["released256"] = released_mode(*PRESETS["paper256"])
 
 
+def _with_lowres_g(name: str) -> tuple[ModelConfig, TrainConfig]:
+    """A tutorial preset whose consistency head g is right-sized for its cost: one level of base 16 at an eighth
+    of the image's resolution, h's signals carrying the detail back up to full resolution (DenoiserConfig.downscale).
+    The mask is a simple signal and h already sees the image; g's size was chosen by the cost/Dice sweep on the
+    LGG and DDTI val splits (benchmarks/results/cost_sweep/README.md). h and the training recipe are `name`'s."""
+    model, train = PRESETS[name]
+    return replace(model, denoiser=DenoiserConfig(base=16, mult=(1,), attn_resolutions=(), downscale=8)), train
+
+
+PRESETS["test32-lowres-g"] = _with_lowres_g("test32")
+PRESETS["tiny64-lowres-g"] = _with_lowres_g("tiny64")
+
+
 def preset(name: str, variant: str | None = None, in_channels: int | None = None) -> tuple[ModelConfig, TrainConfig]:
     """Return (ModelConfig, TrainConfig) of a named preset, optionally with a variant and C_img."""
     if name not in PRESETS:

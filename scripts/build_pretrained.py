@@ -33,6 +33,7 @@ from ctslib.evaluate import EvalOptions, evaluate, headline_level  # noqa: E402
 from ctslib.pretrained import (WEIGHTS_DIR, PretrainedError, export_compact, load_pretrained, pretrained_entry,  # noqa: E402
                                write_registry_entry)
 from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
+from ctslib.model import count_parameters  # noqa: E402
 from ctslib.train import RunOptions, train  # noqa: E402
 
 
@@ -105,11 +106,11 @@ def build(name: str, recipe: Recipe, data_root: Path, threads: int) -> dict:
     tcfg = override(replace(tcfg, steps=recipe.steps, seed=recipe.seed), list(recipe.train_set))
     work = Path(tempfile.mkdtemp(prefix=f"pretrained-{name}-"))
     try:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         run = RunOptions(out=str(work), log_every=max(recipe.steps // 50, 1), eval_every=0, ckpt_every=max(recipe.steps // 10, 1),
                          device="cpu", progress=True)
         train(with_variant(mcfg, recipe.variant), tcfg, train_set, None, run, data_spec=recipe.kind)
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
         dest = WEIGHTS_DIR / f"{name}.pt"
         packed = export_compact(work / "ckpt.pt", dest, data_note=recipe.kind)
     finally:
@@ -121,8 +122,9 @@ def build(name: str, recipe: Recipe, data_root: Path, threads: int) -> dict:
         "variant": recipe.variant, "data": recipe.kind, "data_name": recipe.data_name, "in_channels": train_set.in_channels,
         "train_items": len(train_set), "test_items": len(test_set),
         "test_cases": len({test_set.meta(i)["case"] for i in range(len(test_set))}), "level": recipe.level, "tau": recipe.tau, "steps": recipe.steps,
-        "seed": recipe.seed, "train_config": asdict(info["train_cfg"]), "train_seconds": round(seconds, 1),
-        "threads": threads, "device": "cpu", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+        "seed": recipe.seed, "train_config": asdict(info["train_cfg"]), "model_config": asdict(model.cfg),
+        "params": count_parameters(model), "train_seconds": round(seconds, 1),
+        "train_cpu_seconds": round(cpu_seconds, 1), "threads": threads, "device": "cpu", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
         "licence": recipe.licence, "citation": recipe.citation,
         "command": f"python scripts/build_pretrained.py {name} --data-root $CTS_DATA_ROOT --threads {threads}",
         "scores": scores(model, test_set, recipe, info["train_cfg"].mask_encoding),
