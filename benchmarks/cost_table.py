@@ -3,10 +3,10 @@ U-Net's, and its one-step Dice against the supervised U-Net at equal steps and a
 
     python benchmarks/cost_table.py benchmarks/results/cost_sweep/*_val_*.json
 
-One Markdown table per data set and split, one line per file (its CTS-M row, the `supervised` row at the same
+One Markdown table per data set, split and image size, one line per file (its CTS-M row, the `supervised` row at the same
 steps and the `supervised_same_seconds` row), sorted by the CTS step's CPU cost. Dice are the across-seed
 mean ± std in points (per patient for LGG, per image for DDTI); "vs equal s" is the one-step Dice minus the
-supervised U-Net's at equal seconds. The g column reads the file's `--model-set` options.
+supervised U-Net's at equal seconds. The g column is the file's preset with its `--model-set` options.
 """
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ctslib.config import override, preset  # noqa: E402
 
 EQUAL_ROW = "supervised_same_seconds"
 
@@ -27,10 +30,13 @@ def _pm(mean: float, std: float | None) -> str:
     return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
 
 
-def g_setting(argv: list[str]) -> str:
-    """The g options of a run ('base 8, mult 1, downscale 4'), or 'preset' without --model-set."""
+def g_setting(result: dict) -> str:
+    """The consistency head g of a run: 'base 16, mult 1, at 1/8 resolution' (its preset with --model-set applied)."""
+    argv = result["argv"]
     sets = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model-set"]
-    return ", ".join(s.replace("denoiser.", "").replace("=", " ") for s in sets) or "preset"
+    g = override(preset(result["preset"])[0], sets).denoiser
+    where = "full resolution" if g.downscale == 1 else f"1/{g.downscale} resolution"
+    return f"base {g.base}, mult {','.join(map(str, g.mult))}, {where}"
 
 
 def table_line(result: dict) -> dict:
@@ -40,7 +46,7 @@ def table_line(result: dict) -> dict:
     sup, same = rows["supervised"], rows[EQUAL_ROW]
     one, aux = _dice(cts, "one_step"), _dice(cts, "aux_head")
     equal_steps = sorted({e["train"]["steps"] for e in same["per_seed"] if "train" in e})
-    return {"g": g_setting(result["argv"]), "params": cts["cost"]["params"],
+    return {"g": g_setting(result), "params": cts["cost"]["params"],
             "gflop": cts["cost"]["gflop_per_step"]["total"], "sup_gflop": sup["cost"]["gflop_per_step"]["total"],
             "cpu_ms": 1e3 * cts["cost"]["cpu_seconds_per_step"],
             "ratio": cts["cost"]["cpu_seconds_per_step"] / sup["cost"]["cpu_seconds_per_step"],
@@ -50,15 +56,15 @@ def table_line(result: dict) -> dict:
 
 
 def markdown(results: list[dict]) -> str:
-    """One table per (data, split)."""
+    """One table per data set, split and image size."""
     groups: dict[tuple, list] = {}
     for r in results:
-        groups.setdefault((r["data_kind"], r["split"], r["level_label"]), []).append(table_line(r))
+        groups.setdefault((r["data_kind"], r["split"], r["level_label"], r["image_size"]), []).append(table_line(r))
     out = []
-    for (kind, split, level), lines in groups.items():
+    for (kind, split, level, size), lines in sorted(groups.items(), key=lambda kv: (kv[0][3], kv[0][0])):
         lines.sort(key=lambda x: x["cpu_ms"])
         first = lines[0]
-        out.append(f"**{kind} {split}** ({level}, {first['steps']} steps, seeds {first['seeds']}, "
+        out.append(f"**{kind} {split}, {size} px** ({level}, {first['steps']} steps, seeds {first['seeds']}, "
                    f"{first['threads']} thread(s); supervised step {first['sup_gflop']:.2f} GFLOP)\n")
         out.append("| g | params | GFLOP/step | CPU ms/step | x supervised | one-step Dice | aux head | "
                    "supervised, equal steps | supervised, equal s (steps) | vs equal s |")

@@ -618,7 +618,7 @@ def main(argv=None) -> int:
     info = device_info(device)
     result = {"benchmark": "quality", "tag": args.tag, **info, "data": args.data, "data_kind": kind,
               "source_spec": getattr(train_set, "source_spec", args.data), "split": args.split, "level": level,
-              "level_label": LEVEL_LABEL[level], "preset": args.preset, "image_size": size,
+              "level_label": LEVEL_LABEL[level], "preset": args.preset, "model_config": asdict(mcfg), "image_size": size,
               "in_channels": train_set.in_channels, "train_items": len(train_set), "test_items": len(test_set),
               "test_cases": len({test_set.meta(i)["case"] for i in range(len(test_set))}),
               "steps": steps, "batch_size": tcfg.batch_size, "lr": tcfg.lr, "optimizer": tcfg.optimizer,

@@ -158,6 +158,12 @@ def test_quality_records_cost_and_an_equal_seconds_supervised_row(tmp_path):
         assert budget / 4 < e["train"]["cpu_seconds"] < budget * 4
     assert all(e["train"]["steps"] == 4 for e in sup["per_seed"])
     assert "GFLOP/step" in q.cost_line(cts) and "ms CPU" in q.cost_line(equal)
+    # the cost/Dice table of such runs: test32's g, its step cost against the supervised step, the Dice gap
+    table = _load("cost_table").markdown([r])
+    gap = 100 * (cts["across_seeds"]["one_step"]["dice_mean"] - equal["across_seeds"]["unet"]["dice_mean"])
+    ratio = cts["cost"]["cpu_seconds_per_step"] / sup["cost"]["cpu_seconds_per_step"]
+    assert "**phantom test, 32 px**" in table and f"| {ratio:.1f} |" in table and table.rstrip().endswith(f"| {gap:+.1f} |")
+    assert "| base 16, mult 1,2, full resolution |" in table
     with pytest.raises(SystemExit):
         q.parse_args(["--rows", "supervised", "--equal-seconds", "cts_m"])     # the named row must be trained too
 
