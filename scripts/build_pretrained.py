@@ -68,10 +68,10 @@ DDTI_LICENCE = "DDTI open-access research database: non-commercial research and 
 # averages the last ~1000 steps of the longer run.
 LONG_RUN = ("ema_rate=0.999",)
 RECIPES = {
-    "lgg-tiny64": Recipe("lgg", "tiny64-lowres-g", "cts_m", 12_000, 0, 0.05, "LGG brain MRI (FLAIR abnormality)",
+    "lgg-tiny64": Recipe("lgg", "tiny64-lowres-g", "cts_m", 20_000, 0, 0.05, "LGG brain MRI (FLAIR abnormality)",
                          LGG_LICENCE, "Buda, Saha, Mazurowski, Computers in Biology and Medicine 109 (2019) 218-225",
                          LONG_RUN),
-    "ddti-tiny64": Recipe("ddti", "tiny64-lowres-g", "cts_m", 12_000, 0, 0.05, "DDTI thyroid ultrasound (nodule crops)",
+    "ddti-tiny64": Recipe("ddti", "tiny64-lowres-g", "cts_m", 20_000, 0, 0.05, "DDTI thyroid ultrasound (nodule crops)",
                           DDTI_LICENCE, "Pedraza et al., Proc. SPIE 9287, 92870W (2015)", LONG_RUN),
 }
 OUTPUTS = ("one_step", "multistep", "ensemble", "aux_head")
