@@ -8,11 +8,19 @@ Rows (all on the same data, batch size, optimiser, learning rate, EMA and number
                          its 5-member ensemble and, separately, the auxiliary head y_hat
   supervised             the image encoder h with its head alone (BCE + Dice loss; --supervised-loss mse for L_S)
   diffusion              an EDM denoiser on the CTS-M network, Heun sampler, ensemble of 5
+  supervised_same_seconds  (--equal-seconds ROW) the supervised U-Net trained for as many steps as fit
+                         into ROW's training seconds of the same seed (equal compute instead of equal steps)
 Everything is scored on the test split by ctslib's protocol (hard masks, fixed thresholds): LGG and
 BraTS per patient (3-D Dice per volume), DDTI and the phantoms per image. The JSON (written again
 after every row, so a killed run keeps the finished rows) holds the device, the date and the full
 summaries. `--steps auto:SECONDS` measures a few steps of each row and picks the one step count
 that fits all rows' training (every seed of every row) into SECONDS.
+
+Every row also records its cost (`cost`): parameters, GFLOP per training step (FlopCounterMode on one real
+step; a CTS row's online g, online h and teacher forward separately) and its training seconds, wall and CPU
+(`time.process_time`: the compute, whatever else shares the machine), per step and per seed. `--equal-seconds
+cts_m@anchored` adds the supervised U-Net trained with that row's training seconds per seed (`--equal-clock`
+cpu by default): its steps are the seconds divided by the supervised step's seconds, measured just before.
 
 `--seeds 0,1,2` trains and scores every row once per seed (training and sampling seed alike): short
 runs are chaotic, so one seed per row is not a fair comparison. A row's record keeps the first
@@ -38,11 +46,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cost import parameters, step_flops, step_seconds  # noqa: E402
 from benchmarks.measure import device_info, sync  # noqa: E402
 from benchmarks.packed import open_any, source_kind  # noqa: E402
-from ctslib.baselines import (EDMConfig, EDMDenoiser, EDMLoss, SupervisedConfig, SupervisedLoss,  # noqa: E402
-                              SupervisedUNet, diffusion_segmenter, evaluate_segmenter,
-                              supervised_segmenter, train_diffusion, train_supervised)
+from ctslib.baselines import (EDMConfig, EDMDenoiser, SupervisedConfig, diffusion_segmenter,  # noqa: E402
+                              evaluate_segmenter, supervised_segmenter, train_diffusion, train_supervised)
 from ctslib.baselines.diffusion import network_evaluations  # noqa: E402
 from ctslib.checkpoint import build_model_from_checkpoint  # noqa: E402
 from ctslib.cli import HELP_FMT  # noqa: E402
@@ -52,16 +60,16 @@ from ctslib.device import autocast, pick_device  # noqa: E402
 from ctslib.evaluate import (DEFAULT_LEVELS, EvalOptions, dice_by_noise_level, evaluate, headline_level,  # noqa: E402
                              resolution_ceiling)
 from ctslib.io_utils import write_json_atomic  # noqa: E402
-from ctslib.losses import ConsistencyLoss  # noqa: E402
 from ctslib.model import CTSModel, count_parameters  # noqa: E402
-from ctslib.targets import make_copy  # noqa: E402
-from ctslib.train import RunOptions, StepBatchSampler, build_optimizer, train  # noqa: E402
+from ctslib.train import RunOptions, train  # noqa: E402
 
 ROWS = {
     "cts_nm": "CTS-nM", "cts_m": "CTS-M", "cts_fm": "CTS-FM",
     "supervised": "Supervised U-Net (h alone)", "supervised_mse": "Supervised U-Net (h alone, L_S = MSE)",
     "diffusion": "Diffusion (EDM on the CTS-M network)",
 }
+# The supervised U-Net given the training seconds of the row named by --equal-seconds (equal compute).
+EQUAL_ROW = "supervised_same_seconds"
 NOISE_SIGMAS = (0.002, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0)
 LEVEL_LABEL = {"per_volume": "per-patient Dice", "per_slice": "per-image Dice"}
 
@@ -120,6 +128,14 @@ def parse_args(argv=None):
     p.add_argument("--members", type=int, default=5, help="ensemble size E (CTS ensemble and diffusion)")
     p.add_argument("--diffusion-steps", type=int, default=20, help="diffusion sampler steps N")
     p.add_argument("--diffusion-solver", choices=["heun", "euler"], default="heun", help="diffusion sampler")
+    p.add_argument("--equal-seconds", default=None, metavar="ROW",
+                   help=f"add the row {EQUAL_ROW}: the supervised U-Net trained for the training seconds of ROW "
+                        "(a CTS row of --rows, e.g. cts_m@anchored), seed by seed")
+    p.add_argument("--equal-clock", choices=["cpu", "wall"], default="cpu",
+                   help="the seconds --equal-seconds matches: CPU time of the process (robust to other jobs on the "
+                        "machine) or wall time")
+    p.add_argument("--flops", action=argparse.BooleanOptionalAction, default=True,
+                   help="count each row's GFLOP per training step on one real step")
     p.add_argument("--supervised-loss", choices=["bce_dice", "mse"], default="bce_dice",
                    help="loss of the `supervised` row (the `supervised_mse` row always uses L_S = MSE)")
     p.add_argument("--noise-levels", type=int, default=64,
@@ -144,6 +160,14 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.parallel_rows and args.steps.startswith("auto:"):
         p.error("--parallel-rows needs a fixed --steps (auto:SECONDS probes rows one after the other)")
+    if args.equal_seconds:
+        if args.parallel_rows:
+            p.error("--equal-seconds needs the rows one after the other (it takes the seconds of a finished row)")
+        rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+        if args.equal_seconds not in rows or not args.equal_seconds.startswith("cts"):
+            p.error(f"--equal-seconds {args.equal_seconds}: name a CTS row of --rows ({args.rows})")
+        rows.insert(rows.index(args.equal_seconds) + 1, EQUAL_ROW)
+        args.rows = ",".join(rows)
     try:
         args.seeds = parse_seeds(args.seeds, args.seed)
     except ValueError as exc:
@@ -190,38 +214,27 @@ def auto_ema(preset_rate: float, steps: int) -> float:
     return min(preset_rate, 1.0 - 10.0 / max(steps, 20))
 
 
-def _batches(dataset, batch_size: int, seed: int, n: int, device):
-    sampler = StepBatchSampler(len(dataset), batch_size, seed, 0, n)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler)
-    for image, mask, _ in loader:
-        yield image.to(device), mask.to(device)
-
-
 def probe_seconds(row: str, mcfg, tcfg, dataset, device, warmup: int = 3, n: int = 8) -> float:
-    """Seconds per training iteration of a row (loss, backward, optimiser step; data loading included)."""
-    torch.manual_seed(0)
-    if row.startswith("cts"):
-        model = CTSModel(with_variant(mcfg, row)).to(device)
-        teacher = make_copy(model)
-        ct = ConsistencyLoss(mcfg, tcfg)
-        loss_fn = lambda m, x, y, k, g: ct(m, teacher, x, y, k, g)  # noqa: E731
-    elif row.startswith("supervised"):
-        model, loss_fn = SupervisedUNet(mcfg).to(device), SupervisedLoss()
-    else:
-        model, loss_fn = EDMDenoiser(mcfg).to(device), EDMLoss(mcfg, tcfg)
-    opt = build_optimizer(model, tcfg)
-    t0 = None
-    for k, (image, mask) in enumerate(_batches(dataset, tcfg.batch_size, tcfg.seed, warmup + n, device)):
-        if k == warmup:
-            sync(device)
-            t0 = time.perf_counter()
-        with autocast(device):
-            loss, _ = loss_fn(model, image, mask, k, torch.Generator().manual_seed(k))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    sync(device)
-    return (time.perf_counter() - t0) / n
+    """Wall seconds per training iteration of a row (loss, backward, optimiser step; data loading included)."""
+    return step_seconds({row: (row, mcfg, tcfg)}, dataset, device, warmup, n)[row]["wall_s"]
+
+
+def row_cost(spec: str, record: dict, args, mcfg, tcfg, train_set, device) -> dict:
+    """What a row costs: parameters, GFLOP per training step (one real step, FlopCounterMode; CTS split into
+    online g, online h and the teacher's forward) and the training seconds per step, wall and CPU, over its seeds."""
+    row = split_row(spec)[0]
+    base = "supervised" if row == EQUAL_ROW else row
+    cost = {"params": parameters(base, mcfg)}
+    if base.startswith("cts"):
+        cost["params_parts"] = count_parameters(CTSModel(with_variant(mcfg, base)))
+    if args.flops:
+        cost["gflop_per_step"] = step_flops(base, mcfg, row_train_config(spec, tcfg, args), train_set, device)
+    runs = [e["train"] for e in record.get("per_seed", []) if "train" in e and e["train"]["steps"]]
+    if runs:
+        for key in ("seconds", "cpu_seconds"):
+            cost[f"train_{key}_mean"] = statistics.fmean(r[key] for r in runs)
+            cost[f"{key}_per_step"] = statistics.fmean(r[key] / r["steps"] for r in runs)
+    return cost
 
 
 @torch.no_grad()
@@ -263,6 +276,14 @@ def row_outputs(row: str, args) -> dict[str, dict]:
             "aux_head": {"desc": "auxiliary head y_hat > 0.5", "nfe": 0}}
 
 
+def warm_item_cache(dataset) -> None:
+    """Read every training item once, so that the data set's on-disk item cache is filled before any row is
+    timed: otherwise the first seed of the first row pays for decoding the files (and --equal-seconds hands
+    those seconds to the supervised U-Net)."""
+    for _ in torch.utils.data.DataLoader(dataset, batch_size=64):
+        pass
+
+
 def ceiling_record(args, test_set) -> dict | None:
     """The expert masks resized to the model grid and mapped back, scored like a row: what resolution
     alone costs on the native grid (None with --no-ceiling, when scoring at the model's resolution or
@@ -282,8 +303,10 @@ def split_row(row: str) -> tuple[str, str | None]:
     return base, recipe or None
 
 
-def row_label(row: str) -> str:
+def row_label(row: str, equal_seconds: str | None = None) -> str:
     base, recipe = split_row(row)
+    if base == EQUAL_ROW:
+        return f"{ROWS['supervised']}, {row_label(equal_seconds)}'s training seconds"
     return ROWS[base] + (f" ({recipe} recipe)" if recipe else "")
 
 
@@ -306,10 +329,10 @@ def run_row(row: str, args, mcfg, tcfg, train_set, test_set, device, work: Path,
                             levels=tuple(float(x) for x in args.levels.split(",") if x.strip()),
                             members=args.members, batch_size=args.eval_batch, seed=tcfg.seed, hd95=args.hd95,
                             n_bootstrap=args.n_bootstrap, progress=args.progress, limit=None, grid=args.grid)
-    record = {"row": spec, "label": row_label(spec), "outputs_info": row_outputs(row, args)}
+    record = {"row": spec, "label": row_label(spec, args.equal_seconds), "outputs_info": row_outputs(row, args)}
     if row.startswith("cts") or row == "diffusion":
         record["train_config"] = asdict(tcfg)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     if row.startswith("cts"):
         cfg = with_variant(mcfg, row)
         record["params"] = count_parameters(CTSModel(cfg))["total"]
@@ -324,28 +347,32 @@ def run_row(row: str, args, mcfg, tcfg, train_set, test_set, device, work: Path,
         model.to(device)
         seconds = time.perf_counter() - t0
         record["train"] = {"steps": info["step"], "requested_steps": steps, "truncated": truncated, "seconds": seconds,
-                           "img_per_s": info["step"] * tcfg.batch_size / seconds}
+                           "cpu_seconds": time.process_time() - cpu0, "img_per_s": info["step"] * tcfg.batch_size / seconds}
         t1 = time.perf_counter()
         results = evaluate(model, test_set, tcfg.mask_encoding, eval_opts, device)
         if args.noise_levels:
             record["noise_levels"] = dice_by_noise_level(model, test_set, NOISE_SIGMAS, tcfg.mask_encoding,
                                                          limit=None, max_images=args.noise_levels,
                                                          seed=tcfg.seed, device=device)
-    elif row in ("supervised", "supervised_mse"):
+    elif row in ("supervised", "supervised_mse", EQUAL_ROW):
         sup = SupervisedConfig(loss="mse" if row == "supervised_mse" else args.supervised_loss)
         model, summary = train_supervised(mcfg, tcfg, train_set, run, sup, args.data, deadline)
+        summary["cpu_seconds"] = time.process_time() - cpu0
         record["params"] = sum(p.numel() for p in model.parameters())
         record["loss"] = sup.loss
-        record["train"] = {k: summary[k] for k in ("step", "requested_steps", "truncated", "seconds", "img_per_s")}
+        record["train"] = {k: summary[k] for k in ("step", "requested_steps", "truncated", "seconds", "cpu_seconds",
+                                                   "img_per_s")}
         record["train"]["steps"] = record["train"].pop("step")
         t1 = time.perf_counter()
         results = evaluate_segmenter(supervised_segmenter(model), test_set, eval_opts, device)
     else:
         edm = EDMConfig(steps=args.diffusion_steps, solver=args.diffusion_solver, members=args.members)
         model, summary = train_diffusion(mcfg, tcfg, train_set, run, edm, args.data, deadline)
+        summary["cpu_seconds"] = time.process_time() - cpu0
         record["params"] = sum(p.numel() for p in model.parameters())
         record["edm"] = asdict(edm)
-        record["train"] = {k: summary[k] for k in ("step", "requested_steps", "truncated", "seconds", "img_per_s")}
+        record["train"] = {k: summary[k] for k in ("step", "requested_steps", "truncated", "seconds", "cpu_seconds",
+                                                   "img_per_s")}
         record["train"]["steps"] = record["train"].pop("step")
         t1 = time.perf_counter()
         results = evaluate_segmenter(diffusion_segmenter(model, args.diffusion_steps, args.members,
@@ -370,7 +397,7 @@ def seed_summary(record: dict, seed: int, level: str) -> dict:
     entry = {"seed": seed, "status": record["status"]}
     if record["status"].startswith("ok"):
         entry["outputs"] = {name: {"dice_mean": d, "iou_mean": j} for name, (d, _, j) in headline(record, level).items()}
-        entry["train"] = {k: record["train"][k] for k in ("steps", "seconds", "truncated")}
+        entry["train"] = {k: record["train"][k] for k in ("steps", "seconds", "cpu_seconds", "truncated")}
         entry["eval_seconds"] = record["eval_seconds"]
         if "noise_levels" in record:
             entry["noise_levels_dice"] = record["noise_levels"]["dice"]
@@ -394,14 +421,19 @@ def across_seeds(per_seed: list[dict]) -> dict[str, dict]:
 
 
 def run_seeds(row: str, seeds: list[int], args, mcfg, tcfg, train_set, test_set, device, work: Path,
-              deadline: float | None, level: str) -> dict:
+              deadline: float | None, level: str, per_seed_config: dict[int, dict] | None = None) -> dict:
     """run_row once per seed: the first seed's record with `seeds`, `per_seed` and `across_seeds` added.
 
     A later seed that fails is kept as a failed `per_seed` entry; one that no longer fits the time budget
     (judged by the first seed's duration) is skipped. `across_seeds` counts only the seeds that were scored.
+    `per_seed_config` ({seed: TrainConfig fields}) gives each seed its own steps (the equal-seconds row); a seed
+    it lacks is skipped.
     """
     record, per_seed, first_seconds = None, [], 0.0
     for seed in seeds:
+        if per_seed_config is not None and seed not in per_seed_config:
+            per_seed.append({"seed": seed, "status": "skipped: the reference row has no result for this seed"})
+            continue
         remaining = None if deadline is None else deadline - time.monotonic()
         if record is not None and remaining is not None and remaining < first_seconds:
             per_seed.append({"seed": seed, "status": f"skipped: time budget ({remaining:.0f} s left, "
@@ -412,7 +444,8 @@ def run_seeds(row: str, seeds: list[int], args, mcfg, tcfg, train_set, test_set,
         t0 = time.perf_counter()
         seed_work = work if len(seeds) == 1 else work / f"seed{seed}"
         try:
-            rec = run_row(row, args, mcfg, replace(tcfg, seed=seed), train_set, test_set, device, seed_work, deadline)
+            seed_cfg = replace(tcfg, seed=seed, **(per_seed_config or {}).get(seed, {}))
+            rec = run_row(row, args, mcfg, seed_cfg, train_set, test_set, device, seed_work, deadline)
         except Exception as exc:
             if record is None:
                 raise
@@ -427,10 +460,29 @@ def run_seeds(row: str, seeds: list[int], args, mcfg, tcfg, train_set, test_set,
     return record
 
 
+def equal_seconds_plan(ref: dict, args, mcfg, tcfg, base_ema: float, train_set, device) -> tuple[dict, dict]:
+    """({seed: {steps, ema_rate}}, record) for the supervised U-Net given the training seconds of the row `ref`.
+
+    Its steps are each seed's seconds of `ref` (CPU or wall, --equal-clock) divided by the supervised step's
+    seconds, measured here on the same data (median of 3 rounds of 10 steps)."""
+    key = "cpu_seconds" if args.equal_clock == "cpu" else "seconds"
+    probe = step_seconds({"supervised": ("supervised", mcfg, tcfg)}, train_set, device, 3, 10, 3)["supervised"]
+    per_step = probe["cpu_s" if args.equal_clock == "cpu" else "wall_s"]
+    budgets = {e["seed"]: e["train"][key] for e in ref.get("per_seed", []) if e.get("train", {}).get("steps")}
+    if not budgets:
+        raise ValueError(f"--equal-seconds {ref['row']}: that row trained no seed ({ref['status']})")
+    steps = {seed: max(round(b / per_step), 1) for seed, b in budgets.items()}
+    plan = {seed: {"steps": n, "ema_rate": auto_ema(base_ema, n) if args.ema_rate == "auto" else float(args.ema_rate)}
+            for seed, n in steps.items()}
+    return plan, {"of": ref["row"], "clock": args.equal_clock, "probe_seconds_per_step": per_step,
+                  "budget_seconds": budgets, "steps": steps}
+
+
 def print_table(result: dict) -> None:
     level = result["level"]
+    threads = f", {result['threads']} thread(s)" if "threads" in result else ""
     print(f"\n{result['data']} ({result['split']}), {LEVEL_LABEL[level]}; preset {result['preset']}, "
-          f"{result['steps']} steps x batch {result['batch_size']} per row; {result['device_name']}")
+          f"{result['steps']} steps x batch {result['batch_size']} per row; {result['device_name']}{threads}")
     print(f"{'row':<30} {'output':<34} {'Dice':>16} {'IoU':>7} {'NFE':>5}")
     if result.get("ceiling"):
         c = result["ceiling"]
@@ -449,6 +501,21 @@ def print_table(result: dict) -> None:
                 if across.get("n", 0) > 1 else ""
             print(f"{r['label']:<30} {info['desc']:<34} {cell:>16} {'n/a' if j is None else f'{j:.4f}':>7} {info['nfe']:>5}"
                   + over)
+        if "cost" in r:
+            print(f"{'':<30} {cost_line(r)}")
+
+
+def cost_line(record: dict) -> str:
+    """'params, GFLOP per step, training seconds per step (CPU, wall), steps' of a row."""
+    c = record["cost"]
+    steps = sorted({e["train"]["steps"] for e in record.get("per_seed", []) if "train" in e})
+    parts = [f"{c['params'] / 1e6:.3f}M params"]
+    if "gflop_per_step" in c:
+        parts.append(f"{c['gflop_per_step']['total']:.2f} GFLOP/step")
+    if "cpu_seconds_per_step" in c:
+        parts.append(f"{1e3 * c['cpu_seconds_per_step']:.1f} ms CPU ({1e3 * c['seconds_per_step']:.1f} wall)/step, "
+                     f"{c['train_cpu_seconds_mean']:.1f} s CPU training")
+    return "; ".join(parts + [f"{'/'.join(map(str, steps))} steps"])
 
 
 def _child_argv(argv: list[str], row: str, json_path: Path) -> list[str]:
@@ -513,7 +580,8 @@ def main(argv=None) -> int:
     deadline = start + args.time_budget if args.time_budget else None
     device = pick_device(args.device)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [r for r in rows if split_row(r)[0] not in ROWS or (split_row(r)[1] or "paper") not in RECIPES]
+    unknown = [r for r in rows if (split_row(r)[0] not in ROWS or (split_row(r)[1] or "paper") not in RECIPES)
+               and not (r == EQUAL_ROW and args.equal_seconds)]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; choose from {list(ROWS)}")
     kind = source_kind(args.data)
@@ -526,12 +594,16 @@ def main(argv=None) -> int:
                                                                    ("ct", None if args.s1 is None else replace(tcfg.ct, s1=args.s1)))
                                                 if v is not None})
     tcfg = override(tcfg, args.overrides)
+    warm_item_cache(train_set)
     probes, probes_eval = {}, {}
     if args.steps.startswith("auto:"):
         seconds = float(args.steps.split(":", 1)[1])
         probe_cfg = replace(tcfg, steps=1000)
         for r in rows:
-            probes[r] = probe_seconds(r, mcfg, probe_cfg, train_set, device)
+            if r != EQUAL_ROW:
+                probes[r] = probe_seconds(r, mcfg, probe_cfg, train_set, device)
+        if args.equal_seconds:
+            probes[EQUAL_ROW] = probes[args.equal_seconds]      # it takes that row's seconds
         eval_s = probe_diffusion_eval_seconds(mcfg, args, len(test_set), train_set.in_channels, device) \
             if "diffusion" in rows else 0.0
         probes_eval["diffusion"] = eval_s
@@ -541,12 +613,13 @@ def main(argv=None) -> int:
               f"diffusion sampling on the test split ~{eval_s:.0f} s)", flush=True)
     else:
         steps = int(args.steps)
-    ema = auto_ema(tcfg.ema_rate, steps) if args.ema_rate == "auto" else float(args.ema_rate)
+    base_ema = tcfg.ema_rate
+    ema = auto_ema(base_ema, steps) if args.ema_rate == "auto" else float(args.ema_rate)
     tcfg = replace(tcfg, steps=steps, ema_rate=ema)
     info = device_info(device)
     result = {"benchmark": "quality", "tag": args.tag, **info, "data": args.data, "data_kind": kind,
               "source_spec": getattr(train_set, "source_spec", args.data), "split": args.split, "level": level,
-              "level_label": LEVEL_LABEL[level], "preset": args.preset, "image_size": size,
+              "level_label": LEVEL_LABEL[level], "preset": args.preset, "model_config": asdict(mcfg), "image_size": size,
               "in_channels": train_set.in_channels, "train_items": len(train_set), "test_items": len(test_set),
               "test_cases": len({test_set.meta(i)["case"] for i in range(len(test_set))}),
               "steps": steps, "batch_size": tcfg.batch_size, "lr": tcfg.lr, "optimizer": tcfg.optimizer,
@@ -562,17 +635,28 @@ def main(argv=None) -> int:
             estimate = (probes[row] * steps * 1.2 + probes_eval.get(row, 0) + 5) * len(args.seeds) if row in probes \
                 else (min(durations) if durations else 0)
             if remaining is not None and remaining < estimate:
-                result["rows"].append({"row": row, "label": row_label(row),
+                result["rows"].append({"row": row, "label": row_label(row, args.equal_seconds),
                                        "status": f"skipped: time budget ({remaining:.0f} s left, ~{estimate:.0f} s needed)"})
             else:
                 t0 = time.perf_counter()
-                print(f"[{row}] training {steps} steps x {len(args.seeds)} seed(s) ...", flush=True)
                 try:
+                    plan, equal = None, None
+                    if row == EQUAL_ROW:
+                        ref = next(r for r in result["rows"] if r["row"] == args.equal_seconds)
+                        plan, equal = equal_seconds_plan(ref, args, mcfg, tcfg, base_ema, train_set, device)
+                        print(f"[{row}] {args.equal_clock} seconds of {ref['row']}: steps per seed {equal['steps']}",
+                              flush=True)
+                    else:
+                        print(f"[{row}] training {steps} steps x {len(args.seeds)} seed(s) ...", flush=True)
                     record = run_seeds(row, args.seeds, args, mcfg, tcfg, train_set, test_set, device, work, deadline,
-                                       level)
+                                       level, plan)
+                    if equal is not None:
+                        record["equal_seconds"] = equal
+                    record["cost"] = row_cost(row, record, args, mcfg, tcfg, train_set, device)
                 except Exception as exc:  # a failing row must not lose the others
                     traceback.print_exc()
-                    record = {"row": row, "label": row_label(row), "status": f"failed: {type(exc).__name__}: {exc}"[:500]}
+                    record = {"row": row, "label": row_label(row, args.equal_seconds),
+                              "status": f"failed: {type(exc).__name__}: {exc}"[:500]}
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
                 record["seconds_total"] = time.perf_counter() - t0

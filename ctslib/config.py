@@ -34,6 +34,7 @@ class DenoiserConfig:
     dropout: float = 0.0
     zero_init: bool = True
     max_groups: int = 32
+    downscale: int = 1            # g works at image_size / downscale (a power of 2); h's signals keep the detail
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,11 @@ def override(cfg, assignments: list[str], _prefix: str = ""):
                 changes[key] = type(current)(text)
             except ValueError:
                 raise ValueError(f"{_prefix}{key} takes a {type(current).__name__}, not {text!r}") from None
+        elif isinstance(current, tuple):           # denoiser.mult=1,2 (integers; empty for ())
+            try:
+                changes[key] = tuple(int(x) for x in text.split(",") if x.strip())
+            except ValueError:
+                raise ValueError(f"{_prefix}{key} takes comma-separated integers, not {text!r}") from None
         else:
             changes[key] = text
     return replace(cfg, **changes)
@@ -378,6 +384,19 @@ def released_mode(model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, 
 
 
 PRESETS["released256"] = released_mode(*PRESETS["paper256"])
+
+
+def _with_lowres_g(name: str) -> tuple[ModelConfig, TrainConfig]:
+    """A tutorial preset whose consistency head g is right-sized for its cost: one level of base 16 at an eighth
+    of the image's resolution, h's signals carrying the detail back up to full resolution (DenoiserConfig.downscale).
+    The mask is a simple signal and h already sees the image; g's size was chosen by the cost/Dice sweep on the
+    LGG and DDTI val splits (benchmarks/results/cost_sweep/README.md). h and the training recipe are `name`'s."""
+    model, train = PRESETS[name]
+    return replace(model, denoiser=DenoiserConfig(base=16, mult=(1,), attn_resolutions=(), downscale=8)), train
+
+
+PRESETS["test32-lowres-g"] = _with_lowres_g("test32")
+PRESETS["tiny64-lowres-g"] = _with_lowres_g("tiny64")
 
 
 def preset(name: str, variant: str | None = None, in_channels: int | None = None) -> tuple[ModelConfig, TrainConfig]:

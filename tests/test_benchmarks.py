@@ -120,6 +120,55 @@ def test_quality_two_seeds_per_row(tmp_path):
     assert across["iou_mean"] == pytest.approx((a["iou_mean"] + b["iou_mean"]) / 2)
 
 
+def test_quality_records_cost_and_an_equal_seconds_supervised_row(tmp_path):
+    """Every row records parameters, GFLOP per step and training seconds; --equal-seconds adds the supervised U-Net
+    trained for the named CTS row's CPU seconds, seed by seed, right after that row."""
+    from ctslib.baselines import SupervisedUNet
+    from ctslib.config import preset
+    from ctslib.model import CTSModel
+    out = tmp_path / "quality.json"
+    q = _load("quality")
+    assert q.main(["--data", "phantom:16", "--preset", "test32", "--steps", "4", "--rows", "cts_m,supervised",
+                   "--equal-seconds", "cts_m", "--seeds", "0,1", "--threads", "1", "--eval-limit", "4", "--no-hd95",
+                   "--n-bootstrap", "0", "--noise-levels", "0", "--device", "cpu", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["complete"] and r["threads"] == 1
+    assert [row["row"] for row in r["rows"]] == ["cts_m", q.EQUAL_ROW, "supervised"]
+    cts, equal, sup = r["rows"]
+    mcfg, _ = preset("test32", "cts_m", r["in_channels"])
+    assert cts["cost"]["params"] == sum(p.numel() for p in CTSModel(mcfg).parameters())
+    assert sup["cost"]["params"] == equal["cost"]["params"] == sum(p.numel() for p in SupervisedUNet(mcfg).parameters())
+    flops = cts["cost"]["gflop_per_step"]
+    assert sum(flops["parts"][k] for k in ("online_g_fwd_bwd", "online_h_fwd_bwd", "teacher_forward")) == \
+        pytest.approx(flops["total"])
+    assert 0 < flops["parts"]["teacher_h_forward"] < flops["parts"]["online_h_fwd_bwd"] < flops["total"]
+    assert flops["total"] > 5 * sup["cost"]["gflop_per_step"]["total"] > 0
+    assert equal["cost"]["gflop_per_step"] == sup["cost"]["gflop_per_step"]
+    for row in r["rows"]:
+        for e in row["per_seed"]:
+            assert e["train"]["cpu_seconds"] > 0 and e["train"]["seconds"] > 0
+        assert row["cost"]["cpu_seconds_per_step"] > 0 and row["cost"]["seconds_per_step"] > 0
+    # the equal-seconds row: each seed's steps are that seed's CTS CPU seconds over the supervised step's
+    plan = equal["equal_seconds"]
+    assert plan["of"] == "cts_m" and plan["clock"] == "cpu" and plan["probe_seconds_per_step"] > 0
+    for e, c in zip(equal["per_seed"], cts["per_seed"]):
+        budget = c["train"]["cpu_seconds"]
+        assert plan["budget_seconds"][str(e["seed"])] == budget
+        assert e["train"]["steps"] == plan["steps"][str(e["seed"])] == max(round(budget / plan["probe_seconds_per_step"]), 1)
+        assert e["train"]["steps"] > c["train"]["steps"]         # a CTS-M step costs several supervised steps
+        assert budget / 4 < e["train"]["cpu_seconds"] < budget * 4
+    assert all(e["train"]["steps"] == 4 for e in sup["per_seed"])
+    assert "GFLOP/step" in q.cost_line(cts) and "ms CPU" in q.cost_line(equal)
+    # the cost/Dice table of such runs: test32's g, its step cost against the supervised step, the Dice gap
+    table = _load("cost_table").markdown([r])
+    gap = 100 * (cts["across_seeds"]["one_step"]["dice_mean"] - equal["across_seeds"]["unet"]["dice_mean"])
+    ratio = cts["cost"]["cpu_seconds_per_step"] / sup["cost"]["cpu_seconds_per_step"]
+    assert "**phantom test, 32 px**" in table and f"| {ratio:.1f} |" in table and table.rstrip().endswith(f"| {gap:+.1f} |")
+    assert "| base 16, mult 1,2, full resolution |" in table
+    with pytest.raises(SystemExit):
+        q.parse_args(["--rows", "supervised", "--equal-seconds", "cts_m"])     # the named row must be trained too
+
+
 def test_quality_model_set_image_size_opens_the_data_at_that_size(tmp_path):
     """--model-set image_size=N trains and scores at N (the data follow the model), channels stay the data's."""
     out = tmp_path / "quality.json"

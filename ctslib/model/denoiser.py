@@ -28,12 +28,24 @@ class _Block(nn.Module):
 
 
 class DenoiserUNet(nn.Module):
-    """F_theta(cat(c_in x, x^d), c_noise): input 1+C_img channels, output 1 channel."""
+    """F_theta(cat(c_in x, x^d), c_noise): input 1+C_img channels, output 1 channel.
+
+    With cfg.downscale = 2^k > 1 the UNet works at image_size / 2^k: its input is average-pooled by 2^k,
+    and its last decoder features are upsampled (nearest) back to image_size one factor 2 at a time, with an
+    injection site at each of the scales k-1, ..., 0, so that h's signals down to the full-resolution e_0
+    carry the detail before the output convolution. Injection sites are always named by their scale relative
+    to the image (resolution image_size / 2^s).
+    """
 
     def __init__(self, in_channels: int, image_size: int, cfg: DenoiserConfig, out_channels: int = 1):
         super().__init__()
         self.cfg = cfg
         base, L = cfg.base, len(cfg.mult)
+        if cfg.downscale < 1 or cfg.downscale & (cfg.downscale - 1) or image_size % cfg.downscale:
+            raise ValueError(f"denoiser downscale must be a power of 2 dividing the image size {image_size}, "
+                             f"got {cfg.downscale}")
+        self.offset = cfg.downscale.bit_length() - 1   # k: g's level l is the image's scale l + k
+        image_size //= cfg.downscale
         emb_dim = 4 * base
         self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         res_block = lambda cin, cout: ResBlock(cin, cout, emb_dim, cfg.dropout, cfg.zero_init, cfg.max_groups)  # noqa: E731
@@ -69,9 +81,11 @@ class DenoiserUNet(nn.Module):
                 if level > 0 and i == cfg.num_res_blocks:
                     layers.append(Upsample(ch))
                 self.up.append(_Block(*layers))
-                self.up_scale.append(level if i == 0 else None)
-            self.level_channels[level] = ch
+                self.up_scale.append(level + self.offset if i == 0 else None)
+            self.level_channels[level + self.offset] = ch
             res *= 2
+        for s in range(self.offset):        # the upsampled output path, scales k-1 ... 0
+            self.level_channels[s] = ch
         self.out_norm = group_norm(ch, cfg.max_groups)
         self.out_conv = nn.Conv2d(ch, out_channels, 3, padding=1)
         if cfg.zero_init:
@@ -79,6 +93,8 @@ class DenoiserUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, inject: Injector | None = None) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(c_noise, self.cfg.base).to(self.stem.weight.dtype))
+        if self.offset:
+            x = F.avg_pool2d(x, self.cfg.downscale)
         h = self.stem(x)
         if inject is not None:
             h = inject("stem", h)
@@ -91,4 +107,8 @@ class DenoiserUNet(nn.Module):
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
             if inject is not None and scale is not None:
                 h = inject(scale, h)
+        for s in reversed(range(self.offset)):
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            if inject is not None:
+                h = inject(s, h)
         return self.out_conv(F.silu(self.out_norm(h)))
