@@ -105,3 +105,42 @@ def convergence_claim_rows(fig3: dict[int, np.ndarray], nm: dict[int, np.ndarray
     rows.append(claim_row(FIG4_CLAIM, f"CTS-M - CTS-nM, one-step Dice averaged over {len(shared)} snapshots",
                           paired_difference(mean_m, mean_nm)))
     return rows
+
+
+EQUAL_COMPUTE_CLAIM = Claim("Table 1", "CTS segments better than U-Net-type baselines",
+                            "CTS ranked first; the paper states no training compute for any row")
+
+
+def _seed_dice(row: dict, output: str) -> dict[int, float]:
+    """{seed: headline Dice} of one output of a quality.py row (the file's headline level)."""
+    return {e["seed"]: e["outputs"][output]["dice_mean"] for e in row.get("per_seed", [])
+            if (e.get("outputs") or {}).get(output) is not None}
+
+
+def equal_compute_rows(path, cts_row: str = "cts_m@anchored") -> list[dict]:
+    """CTS-M's one-step sample against the supervised U-Net at equal steps and at equal training seconds, from a
+    quality.py file with an equal-seconds row: what each costs and the per-seed differences, with a verdict
+    (every seed above 0: CTS wins; every seed below 0: the U-Net wins; else inconclusive)."""
+    import json
+    from pathlib import Path
+    d = json.loads(Path(path).read_text())
+    rows = {r["row"]: r for r in d["rows"]}
+    if cts_row not in rows:
+        cts_row = next(r for r in rows if r.startswith("cts_m"))
+    cts = rows[cts_row]
+    out = []
+    for name, row in (("equal steps", rows.get("supervised")), ("equal training seconds", rows.get("supervised_same_seconds"))):
+        if row is None:
+            continue
+        a, b = _seed_dice(cts, "one_step"), _seed_dice(row, "unet")
+        diffs = [a[s] - b[s] for s in sorted(a) if s in b]
+        cost_a, cost_b = cts.get("cost") or {}, row.get("cost") or {}
+        out.append({
+            "data": d["data_kind"], "preset": d["preset"], "comparison": name,
+            "CTS-M one-step Dice": f"{100 * np.mean(list(a.values())):.1f}", "U-Net Dice": f"{100 * np.mean(list(b.values())):.1f}",
+            "U-Net steps": "/".join(str(e["train"]["steps"]) for e in row.get("per_seed", [])),
+            "GFLOP per step (CTS-M / U-Net)": (f"{cost_a['gflop_per_step']['total']:.2f} / {cost_b['gflop_per_step']['total']:.2f}"
+                                               if cost_a.get("gflop_per_step") and cost_b.get("gflop_per_step") else "-"),
+            "per-seed difference (points)": ", ".join(f"{100 * x:+.1f}" for x in diffs),
+            "verdict": "agrees" if diffs and min(diffs) > 0 else "disagrees" if diffs and max(diffs) < 0 else "inconclusive"})
+    return out

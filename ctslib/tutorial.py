@@ -261,29 +261,34 @@ def tutorial_model(out: str | Path, profile_name: str, data: str, train_set, val
     return model.to(pick_device(device)), folder
 
 
-def time_diffusion(model, images, steps: int, repeats: int = 3) -> dict:
-    """Wall time of one `diffusion_segment` sample per image (E = 1, ``steps`` Heun steps) on ``images``, in the
-    row format of `sampling.time_sampling`: a warm-up call, then the median of ``repeats`` timed calls."""
+def time_call(name: str, fn, batch: int, network_evals: int, device, repeats: int = 3) -> dict:
+    """Wall time of ``fn()`` per image, in the row format of `sampling.time_sampling`: a warm-up call, then the
+    median of ``repeats`` timed calls with device synchronisation."""
     import time
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    ms = 1000 * float(np.median(times))
+    return {"sampler": name, "network_evals": network_evals, "batch": batch, "ms_per_batch": ms,
+            "ms_per_image": ms / batch, "device": str(device), "threads": torch.get_num_threads()}
 
+
+def time_diffusion(model, images, steps: int, repeats: int = 3) -> dict:
+    """`time_call` of one `diffusion_segment` sample per image (E = 1, ``steps`` Heun steps) on ``images``."""
     from .baselines.diffusion import diffusion_segment
     device = next(model.parameters()).device
     images = images.to(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     calls = []
     hook = model.net.g.register_forward_hook(lambda *_: calls.append(1))
     try:
         diffusion_segment(model, images, steps=steps, members=1)
     finally:
         hook.remove()
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        diffusion_segment(model, images, steps=steps, members=1)
-        sync()
-        times.append(time.perf_counter() - t0)
-    ms = 1000 * float(np.median(times))
-    return {"sampler": f"EDM diffusion, {steps} Heun steps", "network_evals": len(calls),
-            "batch": len(images), "ms_per_batch": ms, "ms_per_image": ms / len(images), "device": str(device),
-            "threads": torch.get_num_threads()}
+    return time_call(f"EDM diffusion, {steps} Heun steps", lambda: diffusion_segment(model, images, steps=steps, members=1),
+                     len(images), len(calls), device, repeats)

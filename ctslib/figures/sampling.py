@@ -77,7 +77,8 @@ def plot_sampling_cost(timing: Sequence[dict], sweep: Sequence[dict], one_step_v
     fig, axes = plt().subplots(1, 2, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1.3, 1]})
     names = [r["sampler"] for r in timing]
     ms = [r["ms_per_image"] for r in timing]
-    axes[0].barh(names, ms, color=["tab:red" if "diffusion" in n.lower() else "tab:blue" for n in names])
+    axes[0].barh(names, ms, color=["tab:red" if "diffusion" in n.lower() else "tab:gray" if "u-net" in n.lower()
+                                   else "tab:blue" for n in names])
     for y, r in enumerate(timing):
         axes[0].text(r["ms_per_image"], y, f" {r['network_evals']} eval(s), {r['ms_per_image']:.2f} ms", va="center",
                      fontsize=7)
