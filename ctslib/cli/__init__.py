@@ -57,8 +57,9 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_USER, _one_line(f"{where}{exc.strerror or exc}" if exc.strerror else str(exc))
     if isinstance(exc, (ValueError, UsageError)):
         return EXIT_USER, _one_line(str(exc))
-    if isinstance(exc, MemoryError):
-        return EXIT_RUNTIME, "out of memory"
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and
+                                        any(t in str(exc) for t in ("can't allocate memory", "out of memory"))):
+        return EXIT_RUNTIME, _one_line(f"out of memory ({str(exc).splitlines()[0][:200] if str(exc) else 'MemoryError'})")
     return EXIT_RUNTIME, _one_line(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the "
                                    "traceback and report it")
 

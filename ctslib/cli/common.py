@@ -76,6 +76,8 @@ def _int_at_least(low: int, high: float, meaning: str):
 positive_int = _int_at_least(1, math.inf, "a positive integer (>= 1)")            # a count
 nonnegative_int = _int_at_least(0, math.inf, "0 or more")                          # an interval where 0 means off
 seed_int = _int_at_least(0, 2**32, "a seed in [0, 2^32)")
+channel_count = _int_at_least(1, 65, "an image channel count in [1, 64]")
+worker_count = _int_at_least(0, 65, "a worker count in [0, 64]")
 
 
 def _finite(text: str) -> float:

@@ -57,6 +57,8 @@ def cmd_evaluate(args) -> int:
     from ..pretrained import load_model
     if args.json is not None:
         check_output_file(args.json, "--json", force=args.force)
+    if "multistep" in args.outputs and not args.levels:
+        raise UsageError("--outputs multistep needs at least one level (--levels 0.05, chosen on val)")
     device = pick_device(args.device)
     model, info = load_model(args.ckpt, args.weights, map_location="cpu")
     model.to(device)

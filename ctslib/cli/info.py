@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import HELP_FMT, positive_int
+from .common import HELP_FMT, channel_count
 
 
 def add_parser(sub):
@@ -11,7 +11,7 @@ def add_parser(sub):
     p = sub.add_parser("info", help="print a preset's parameter counts", formatter_class=HELP_FMT)
     p.add_argument("--preset", default="tiny64", choices=sorted(PRESETS), help="preset name")
     p.add_argument("--variant", default=None, choices=VARIANTS, help="CTS variant (default: the preset's)")
-    p.add_argument("--in-channels", type=positive_int, default=None, help="image channels C_img (default: the preset's)")
+    p.add_argument("--in-channels", type=channel_count, default=None, help="image channels C_img (default: the preset's)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
     return p

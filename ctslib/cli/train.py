@@ -5,8 +5,8 @@ import argparse
 import json
 from dataclasses import replace
 
-from .common import (HELP_FMT, check_output_folder, device_name, nonnegative_float, nonnegative_int,
-                     positive_float, positive_int, seed_int)
+from .common import (HELP_FMT, channel_count, check_output_folder, device_name, nonnegative_float, nonnegative_int,
+                     positive_float, positive_int, seed_int, worker_count)
 
 
 def add_parser(sub):
@@ -37,7 +37,7 @@ def add_parser(sub):
     p.add_argument("--alpha", type=nonnegative_float, default=None, help="weight of the auxiliary loss L_S")
     p.add_argument("--fusion", choices=FUSIONS, default=None, help="signal fusion")
     p.add_argument("--released", action="store_true", help="authors'-code parity mode (docs/departures.md)")
-    p.add_argument("--in-channels", type=positive_int, default=None, help="override C_img (default: from the dataset)")
+    p.add_argument("--in-channels", type=channel_count, default=None, help="override C_img (default: from the dataset)")
     p.add_argument("--limit", type=positive_int, default=None, help="use at most this many training items")
     p.add_argument("--val-limit", type=positive_int, default=64, help="validation items scored at each evaluation")
     p.add_argument("--augment", action="store_true", help="random flips and small rotations (training only)")
@@ -53,7 +53,7 @@ def add_parser(sub):
     p.add_argument("--compile", action="store_true", help="torch.compile the online and teacher networks (slow first step; faster after)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="memory format (default: channels_last wherever this torch's GroupNorm keeps it)")
-    p.add_argument("--num-workers", type=nonnegative_int, default=0, help="DataLoader workers")
+    p.add_argument("--num-workers", type=worker_count, default=0, help="DataLoader workers")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in OUT (needs OUT/ckpt.pt)")
