@@ -417,21 +417,25 @@ def headline_cell(d: dict, row: str, out: str) -> tuple[dict | None, str, str]:
 
 
 def equal_compute_sentence(files: list[dict]) -> str:
-    """What CTS-M's one-step sample buys at equal steps and at equal seconds, computed from the headline files."""
-    parts = {"steps": [], "seconds": []}
+    """What CTS-M's one-step sample buys at equal steps and at equal training seconds, computed from the headline
+    files: the Dice differences, how many more steps the U-Net took, and how much of CTS-M's time it really used."""
+    steps, seconds = [], []
     for d in files:
-        cts = (next((x for x in d["rows"] if x["row"] == "cts_m@anchored"), None) or {}).get("across_seeds", {})
+        rows = {r["row"]: r for r in d["rows"]}
+        cts, sup, same = rows.get("cts_m@anchored"), rows.get("supervised"), rows.get("supervised_same_seconds")
+        if not (cts and sup and same):
+            return ""
         name = DATA_NAME.get(d["data_kind"], d["data_kind"]).split(" (")[0]
-        for key, row in (("steps", "supervised"), ("seconds", "supervised_same_seconds")):
-            other = (next((x for x in d["rows"] if x["row"] == row), None) or {}).get("across_seeds", {})
-            if cts.get("one_step") and other.get("unet"):
-                parts[key].append(f"{100 * (cts['one_step']['dice_mean'] - other['unet']['dice_mean']):+.1f} on {name}")
-    if not parts["seconds"]:
-        return ""
+        dice = lambda r, o: r["across_seeds"][o]["dice_mean"]  # noqa: E731
+        steps.append(f"{100 * (dice(cts, 'one_step') - dice(sup, 'unet')):+.1f} ({name})")
+        c, u = row_cost(cts), row_cost(same)
+        more = statistics.fmean(u["steps"]) / statistics.fmean(c["steps"])
+        used = f", {100 * u['seconds'] / c['seconds']:.0f}% of CTS-M's seconds" if c["seconds"] and u["seconds"] else ""
+        seconds.append(f"{100 * (dice(cts, 'one_step') - dice(same, 'unet')):+.1f} ({name}; the U-Net trained "
+                       f"{more:.0f}x the steps{used})")
     return ("CTS-M's one-step sample minus the supervised U-Net, in Dice points: "
-            f"{', '.join(parts['steps'])} at equal steps; {', '.join(parts['seconds'])} when the U-Net is given "
-            "CTS-M's training seconds instead (equal compute). The consistency head makes each CTS-M step cost "
-            "several U-Net steps, and at these short budgets more steps win.")
+            f"{', '.join(steps)} at equal steps; {', '.join(seconds)} at equal compute, the U-Net given CTS-M's "
+            "training seconds (its step count set from a timing probe before training).")
 
 
 def render_headline(results: list[tuple[str, dict]]) -> str:
