@@ -74,7 +74,11 @@ def test_result_files_flat_configs_convert():
                 with pytest.raises(ValueError, match="anchor.loss 'bce_dice_mask'"):
                     train_config_from_dict(flat)
                 continue
-            assert _agrees_with_flat(train_config_from_dict(flat), flat) == [], path.name
+            cfg = train_config_from_dict(flat)
+            if any(isinstance(flat.get(name), dict) for name in NESTED):    # written after the nested configs
+                assert dataclasses.asdict(cfg) == flat, path.name
+            else:
+                assert _agrees_with_flat(cfg, flat) == [], path.name
             seen += 1
     assert seen >= 50
     # a file that predates some fields: they take their defaults
