@@ -363,8 +363,11 @@ def test_a_read_only_output_is_refused_before_any_work(work, command):
 
 
 def test_ctrl_c_during_training_exits_130_and_keeps_the_checkpoint(work):
+    # A shell's background job (nohup, `cmd &`) starts with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: give the child the default disposition, as a terminal's Ctrl-C finds it.
     proc = subprocess.Popen([sys.executable, "-m", "ctslib", *TRAIN, "--steps", "100000", "--out", "long"],
-                            cwd=work, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=work, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpt = work / "long" / "ckpt.pt"
     deadline = time.monotonic() + 240
     while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
