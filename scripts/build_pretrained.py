@@ -247,6 +247,22 @@ per case; mean over cases with a 95% bootstrap CI. Counts are summed over the te
 """
 
 
+def cost_line(entry: dict) -> str:
+    """The card's parameters and the val Dice the build was checked on (builds since the registry held them)."""
+    parts = []
+    if "params" in entry:
+        p = entry["params"]
+        parts.append(f"- Parameters: {p['total']:,} (consistency head g {p['denoiser']:,}, image encoder h "
+                     f"{p['image_encoder']:,}, fusion {p['fusion']:,}). What a training step costs against the "
+                     "supervised U-Net's, and what that U-Net scores given CTS-M's CPU seconds: docs/method.md "
+                     "section 2.7 and docs/results.md (equal compute).\n")
+    if "val_dice" in entry:
+        v = entry["val_dice"]
+        parts.append(f"- Val split (checked before the test split was scored): one-step Dice {100 * v['one_step']:.1f}, "
+                     f"aux head {100 * v['aux_head']:.1f}.\n")
+    return "".join(parts)
+
+
 def model_card(name: str, entry: dict) -> str:
     """The Markdown model card, generated from the registry entry alone."""
     unit = "patient (3-D Dice over the patient's slices)" if entry["level"] == "per_volume" else "image"
@@ -285,7 +301,7 @@ python -m ctslib evaluate --ckpt {name} --split test
   gradient-norm clip {t.grad_clip or 'off'}, EMA {t.ema_rate} (docs/method.md section 9).{overrides}
 - {entry['steps']} steps, seed {entry['seed']}, {entry['train_seconds'] / 60:.0f} min on {entry['threads']} CPU thread(s),
   torch {entry['torch']}, {entry['date']}.
-- Weights: EMA only, half precision, {entry['bytes'] / 1e6:.1f} MB, SHA-256 `{entry['sha256']}` (checked on load).
+{cost_line(entry)}- Weights: EMA only, half precision, {entry['bytes'] / 1e6:.1f} MB, SHA-256 `{entry['sha256']}` (checked on load).
 - Retrain: `{entry['command']}`
 
 ## Test-split scores

@@ -94,6 +94,10 @@ def test_shipped_checkpoints_load_are_small_and_have_generated_cards():
         assert card == build.model_card(name, entry), f"{name}.md differs from its registry entry"
         assert "non-commercial" in card and "not a medical device" in card
         assert set(entry["scores"]) == {"one_step", "multistep", "ensemble", "aux_head"}
+        # the cards report cost and the val check (issue 26): parameters counted from the loaded model
+        assert entry["params"]["total"] == sum(p.numel() for p in model.parameters()), name
+        assert f"Parameters: {entry['params']['total']:,}" in card and "Val split" in card
+        assert all("lesion_wise" in s for s in entry["scores"].values()), name
 
 
 @pytest.mark.slow
