@@ -51,20 +51,25 @@ def test_presets_round_trip_through_their_dicts():
 
 
 @pytest.mark.parametrize("name", ["ddti-tiny64", "lgg-tiny64"])
-def test_shipped_weights_flat_configs_convert(name):
+def test_shipped_weights_configs_convert(name):
+    """A checkpoint stores its TrainConfig flat (written before the nested configs: lgg-tiny64) or nested
+    (ddti-tiny64); both load to the config the file was trained with."""
     state = torch.load(REPO / "ctslib" / "weights" / f"{name}.pt", map_location="cpu", weights_only=True)
-    flat = state["train_cfg"]
-    assert "anchor_logit_scale" in flat            # written before the nested configs
-    cfg = train_config_from_dict(flat)
-    assert _agrees_with_flat(cfg, flat) == []
-    assert cfg.anchor.weight == flat["anchor"] == 10.0 and cfg.ct.s1 == flat["s1"] == 5
-    assert cfg.anchor.logit_scale == flat["anchor_logit_scale"]
+    stored = state["train_cfg"]
+    cfg = train_config_from_dict(stored)
+    if "anchor_logit_scale" in stored:                     # the flat form
+        assert _agrees_with_flat(cfg, stored) == []
+        assert cfg.anchor.weight == stored["anchor"] == 10.0 and cfg.ct.s1 == stored["s1"] == 5
+        assert cfg.anchor.logit_scale == stored["anchor_logit_scale"]
+    else:
+        assert dataclasses.asdict(cfg) == stored
     # the shipped models are their recipe's preset with the anchored recipe, the recipe's steps and EMA rate
     # (an older build may keep the anchor's logit scale it was built with)
     entry = json.loads((REPO / "ctslib" / "weights" / "registry.json").read_text())[name]
     built = preset(entry["preset"])[1]
     built = dataclasses.replace(built, steps=entry["steps"], ema_rate=cfg.ema_rate, seed=entry["seed"])
     assert dataclasses.replace(cfg, anchor=built.anchor) == built
+    assert cfg.anchor.weight == 10.0 and cfg.ema_rate == 0.999
 
 
 def test_result_files_flat_configs_convert():
