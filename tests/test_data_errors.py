@@ -272,3 +272,21 @@ def test_default_data_root_is_cts_data_root_else_the_in_repo_sample(monkeypatch,
     assert not is_sample_root(tmp_path)
     monkeypatch.setenv("CTS_DATA_ROOT", "")                  # set but empty: as if unset
     assert default_data_root() == sample_data_root()
+
+
+def test_pairs_root_through_a_symbolic_link(tmp_path):
+    """Absolute CSV rows written through a linked data folder pass with the folder's real path as root, and the
+    other way round (CI once reached its data through a link); a row outside both is still refused."""
+    real = Path(__file__).resolve().parents[1] / "data" / "sample" / "ddti"
+    link = tmp_path / "linked_ddti"
+    link.symlink_to(real, target_is_directory=True)
+    rows = list(csv.DictReader(open(real / "pairs.csv")))[:3]
+    for written, root in ((link, real), (real, link)):
+        csv_path = tmp_path / f"rows_{written.name}.csv"
+        with open(csv_path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["image", "mask"])
+            w.writerows([str(written / r["image"]), str(written / r["mask"])] for r in rows)
+        assert len(open_dataset(f"pairs:{csv_path}?root={root}", split="all", image_size=32)) == 3
+        with pytest.raises(DataError, match="outside the dataset folder"):
+            open_dataset(f"pairs:{csv_path}?root={root / 'images'}", split="all", image_size=32)

@@ -66,15 +66,16 @@ def _natural(s: str):
 def _inside(csv_dir: Path, root: Path, cell: str, csv_path: Path, line: int, column: str) -> Path:
     """A CSV cell as a path: relative to the CSV's folder, and inside `root` (refused otherwise).
 
-    The check is on the written path (absolute, or with ``..`` leading out), not on where symbolic links point,
-    so a dataset folder may link its files from elsewhere. ``?root=FOLDER`` widens it for CSVs that list
-    absolute paths.
+    The check is on the written path (absolute, or with ``..`` leading out), so a dataset folder may link its
+    files from elsewhere; a path written through a symbolic link to a folder inside `root` passes too (the two
+    compared with links resolved). ``?root=FOLDER`` widens it for CSVs that list absolute paths.
     """
     text = (cell or "").strip()
     if not text:
         raise data_error(csv_path, f"line {line}: the {column!r} column is empty")
     path = Path(os.path.normpath(csv_dir / text))
-    if os.path.commonpath([root, path]) != str(root):
+    within = lambda folder, p: os.path.commonpath([folder, p]) == str(folder)  # noqa: E731
+    if not (within(root, path) or within(os.path.realpath(root), os.path.realpath(path))):
         raise data_error(csv_path, f"line {line}: {column} {text!r} is outside the dataset folder {root}; rows must "
                                    "name files inside it (or give the spec option root=FOLDER that holds them)")
     return path
@@ -105,7 +106,7 @@ def records_from_csv(csv_path: Path, split: str, cfg: PairsConfig) -> list[Recor
     if case_col is not None and case_col not in columns:
         raise data_error(csv_path, f"missing case column {case_col!r} (columns: {', '.join(columns)})")
     base = csv_path.parent.resolve()
-    root = Path(os.path.normpath(Path(cfg.root).expanduser().resolve())) if cfg.root else base
+    root = Path(os.path.abspath(Path(cfg.root).expanduser())) if cfg.root else base
     out = []
     for n, r in enumerate(rows, start=2):
         image, mask = (_inside(base, root, r[col], csv_path, n, col) for col in (cfg.image_col, cfg.mask_col))
