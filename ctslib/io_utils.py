@@ -31,13 +31,17 @@ def _usual_permissions(path: str) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def _exists_error(path: Path) -> OutputExistsError:
+    return OutputExistsError(f"output {path} already exists (another run wrote it meanwhile); not overwritten, "
+                             "pass --force to overwrite it")
+
+
 def _link_new(tmp: str, path: Path) -> None:
     """Give the finished `tmp` the name `path` only if `path` does not exist (atomic on POSIX)."""
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise OutputExistsError(f"output {path} already exists (another run wrote it meanwhile); not overwritten, "
-                                "pass --force to overwrite it") from None
+        raise _exists_error(path) from None
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise
@@ -45,8 +49,7 @@ def _link_new(tmp: str, path: Path) -> None:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
-            raise OutputExistsError(f"output {path} already exists (another run wrote it meanwhile); not "
-                                    "overwritten, pass --force to overwrite it") from None
+            raise _exists_error(path) from None
         os.close(fd)
         os.replace(tmp, path)
         return

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import schedules
 from .checkpoint import load_checkpoint, save_checkpoint
-from .run_folder import check_run_folder, start_run_folder
+from .run_folder import CHECKPOINT, LOG, check_run_folder, start_run_folder
 from .config import ModelConfig, TrainConfig
 from .device import autocast, describe, host_scalars, in_layout, modules_in_layout, pick_device, use_channels_last
 from .evaluate import EvalOptions, evaluate, headline
@@ -189,7 +189,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
     ema = make_copy(model)
     opt = build_optimizer(model, train_cfg)
     step = 0
-    ckpt_path = out / "ckpt.pt"
+    ckpt_path = out / CHECKPOINT
     resume_notes: list[str] = []
     if run.resume:
         state = load_checkpoint(ckpt_path, map_location=device)
@@ -225,7 +225,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_set: Dataset, model_cfg: ModelC
     sampler = StepBatchSampler(len(train_set), train_cfg.batch_size, train_cfg.seed, step, max_steps, rank, world)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=run.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=False)
-    log_path = out / "log.jsonl"
+    log_path = out / LOG
     if is_main:
         start_run_folder(out, run.resume, run.force)   # stale temp files out; with force the old run's files too
         append_jsonl(log_path, {"event": "start", "kind": kind, "step": step, "device": describe(device), "world": world,

@@ -92,19 +92,6 @@ def figures_dir(out: str | Path) -> Path:
 
 
 # -------------------------------------------------------------------------------- training
-RUN_FILES = ("ckpt.pt", "log.jsonl")
-
-
-def clear_run(folder: str | Path) -> Path:
-    """Remove a previous run's checkpoint, log and snapshots from ``folder`` (nothing else)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in [*(folder / n for n in RUN_FILES), *folder.glob("snapshot_*.pt")]:
-        if f.is_file():
-            f.unlink()
-    return folder
-
-
 def same_run(folder: str | Path, model_cfg, train_cfg, data_spec: str) -> bool:
     """Whether ``folder`` holds a finished run of exactly these configs on this data (from its log)."""
     from .logs import read_log
@@ -139,7 +126,7 @@ def train_live(model_cfg, train_cfg, train_set, val_set, out: str | Path, steps:
             print(f"{desc}: reusing the identical finished run in {folder}")
             return {"step": int(steps), "out": str(folder), "log": str(folder / "log.jsonl"),
                     "ckpt": str(folder / "ckpt.pt"), "reused": True}
-    out = clear_run(out)
+    out = Path(out)
     every = max(1, math.ceil(steps / prof.chunks))
     board = LiveCurves(out / "log.jsonl") if live else None
     done, result = 0, {}
@@ -147,7 +134,7 @@ def train_live(model_cfg, train_cfg, train_set, val_set, out: str | Path, steps:
         while done < steps:
             stop = min(done + every, steps)
             run = RunOptions(out=str(out), max_steps=stop, eval_every=every, ckpt_every=steps, snapshot_every=every,
-                             val_limit=prof.val_limit, device=device, resume=done > 0, progress=False)
+                             val_limit=prof.val_limit, device=device, resume=done > 0, force=done == 0, progress=False)
             result = train(model_cfg, train_cfg, train_set, val_set, run, data_spec=data_spec)
             bar.update(stop - done)
             done = stop

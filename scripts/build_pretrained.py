@@ -160,7 +160,7 @@ def build(name: str, recipe: Recipe, data_root: Path, threads: int) -> dict:
         "train_cpu_seconds": round(cpu_seconds, 1), "threads": threads, "device": "cpu", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
         "licence": recipe.licence, "citation": recipe.citation,
         "command": f"python scripts/build_pretrained.py {name} --data-root $CTS_DATA_ROOT --threads {threads}",
-        "val_dice": {name: r[recipe.level]["dice"]["mean"] for name, r in val.items()},
+        "val_dice": {output: r[recipe.level]["dice"]["mean"] for output, r in val.items()},
         "scores": scores(model, test_set, recipe, info["train_cfg"].mask_encoding),
     }
     write_registry_entry(name, entry)

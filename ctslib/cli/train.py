@@ -88,7 +88,8 @@ def saved_state(out) -> str:
     from pathlib import Path
 
     from ..checkpoint import load_checkpoint
-    ckpt = Path(out) / "ckpt.pt"
+    from ..run_folder import CHECKPOINT
+    ckpt = Path(out) / CHECKPOINT
     if not ckpt.is_file():
         return "no checkpoint was written yet"
     try:
