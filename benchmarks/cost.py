@@ -147,15 +147,17 @@ def step_flops(row: str, mcfg, tcfg, dataset, device) -> dict:
     parts = {}
     probe = copy.deepcopy(model)
     sigma = torch.full((image.shape[0],), model.cfg.sigma_max, device=device)
+    shares_h = tcfg.objective == "ct" and tcfg.ct.teacher_signals == "online"   # f^- reuses the online h(x^d)
     with torch.no_grad():
-        parts["teacher_forward"] = _gflop(lambda: probe(torch.randn_like(mask), sigma, image))
+        encoded = probe.encode(image) if shares_h else None
+        parts["teacher_forward"] = _gflop(lambda: probe(torch.randn_like(mask), sigma, image, encoded=encoded))
     if probe.h is not None:
         def h_step():
             feats, logits = probe.h(image)
             torch.autograd.backward([logits.float().sum()] + [f.float().sum() for f in feats.values()])
         parts["online_h_fwd_bwd"] = _gflop(h_step)
         with torch.no_grad():
-            parts["teacher_h_forward"] = _gflop(lambda: probe.h(image))
+            parts["teacher_h_forward"] = 0.0 if shares_h else _gflop(lambda: probe.h(image))
     parts["online_g_fwd_bwd"] = total - parts["teacher_forward"] - parts.get("online_h_fwd_bwd", 0.0)
     return {"total": total, "parts": parts}
 

@@ -3,7 +3,7 @@ U-Net's, and its one-step Dice against the supervised U-Net at equal steps and a
 
     python benchmarks/cost_table.py benchmarks/results/cost_sweep/*_val_*.json
 
-One Markdown table per data set, split and image size, one line per file (its CTS-M row, the `supervised` row at the same
+One Markdown table per data set, split, image size and steps, one line per file (its CTS-M row, the `supervised` row at the same
 steps and the `supervised_same_seconds` row), sorted by the CTS step's CPU cost. Dice are the across-seed
 mean ± std in points (per patient for LGG, per image for DDTI); "vs equal s" is the one-step Dice minus the
 supervised U-Net's at equal seconds. The g column is the file's preset with its `--model-set` options.
@@ -36,7 +36,8 @@ def g_setting(result: dict) -> str:
     sets = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model-set"]
     g = override(preset(result["preset"])[0], sets).denoiser
     where = "full resolution" if g.downscale == 1 else f"1/{g.downscale} resolution"
-    return f"base {g.base}, mult {','.join(map(str, g.mult))}, {where}"
+    shared = result.get("train_config", {}).get("ct", {}).get("teacher_signals") == "online"
+    return f"base {g.base}, mult {','.join(map(str, g.mult))}, {where}" + (", teacher on the online h" if shared else "")
 
 
 def table_line(result: dict) -> dict:
@@ -56,12 +57,13 @@ def table_line(result: dict) -> dict:
 
 
 def markdown(results: list[dict]) -> str:
-    """One table per data set, split and image size."""
+    """One table per data set, split, image size and number of steps."""
     groups: dict[tuple, list] = {}
     for r in results:
-        groups.setdefault((r["data_kind"], r["split"], r["level_label"], r["image_size"]), []).append(table_line(r))
+        key = (r["data_kind"], r["split"], r["level_label"], r["image_size"], r["steps"])
+        groups.setdefault(key, []).append(table_line(r))
     out = []
-    for (kind, split, level, size), lines in sorted(groups.items(), key=lambda kv: (kv[0][3], kv[0][0])):
+    for (kind, split, level, size, _), lines in sorted(groups.items(), key=lambda kv: (kv[0][3], kv[0][4], kv[0][0])):
         lines.sort(key=lambda x: x["cpu_ms"])
         first = lines[0]
         out.append(f"**{kind} {split}, {size} px** ({level}, {first['steps']} steps, seeds {first['seeds']}, "

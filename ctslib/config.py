@@ -17,6 +17,7 @@ FUSIONS = ("se", "concat", "add_tiled")
 OBJECTIVES = ("ct", "ict", "ect")
 OPTIMIZERS = ("adamw", "radam")
 SEG_LOSSES = ("mse", "bce_dice")
+TEACHER_SIGNALS = ("target", "online")
 ANCHOR_LOSSES = ("l2", "bce_dice")
 METRICS = ("l2", "pseudo_huber")
 WEIGHTINGS = ("karras", "uniform", "ict")
@@ -98,9 +99,10 @@ class CTConfig:
     clamp_schedule: bool = True
     metric: str = "l2"                     # d: "l2" (mean over pixels) or "pseudo_huber"
     weighting: str = "karras"              # lambda: "karras" (1/t^2 + 1/sd^2), "uniform" or "ict" (1/(t_{n+1} - t_n))
+    teacher_signals: str = "target"        # {e_s} of f^-: "target" (theta^-'s own h, the paper) or "online" (sg of theta's)
 
     def __post_init__(self):
-        _check_choices(self, "ct.", metric=METRICS, weighting=WEIGHTINGS)
+        _check_choices(self, "ct.", metric=METRICS, weighting=WEIGHTINGS, teacher_signals=TEACHER_SIGNALS)
         _check_ranges(self, "ct.", s0=(1, INF, "[)"), s1=(self.s0, INF, "[)"), mu0=(0, 1, "()"))
 
 

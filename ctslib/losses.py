@@ -130,6 +130,7 @@ class ConsistencyLoss:
         self.masks = mask_coding(train_cfg.released.mask_encoding)    # m -> x^m
         self.alpha, self.seg_loss, self.anchor = train_cfg.alpha, train_cfg.seg_loss, train_cfg.anchor
         self.sigma_min = model_cfg.sigma_min
+        self.share_signals = train_cfg.objective == "ct" and train_cfg.ct.teacher_signals == "online"
         ect_edm = train_cfg.objective == "ect" and train_cfg.ect.edm_precond
         self.preconditioning = EDMPrecond(model_cfg.sigma_data, model_cfg.c_noise) if ect_edm else None  # None: the net's
 
@@ -146,8 +147,10 @@ class ConsistencyLoss:
         x_hi, x_lo = x_m + _per_sample(t_hi) * z, x_m + _per_sample(t_lo) * z   # one z for both levels
         dropout = RNGSnapshot(x_m.device)                                      # the online pass's dropout state
         online = net(x_hi, t_hi, image, preconditioning=self.preconditioning)  # f_theta(x_{n+1}, t_{n+1}) and y_hat
+        shared = online.encoded if self.share_signals else None                # the online h(x^d) for f^-, or its own
         with torch.no_grad(), dropout.replay():                                # sg f^-(x_n, t_n), same dropout masks
-            target = teacher(x_lo, t_lo.clamp(min=self.sigma_min), image, preconditioning=self.preconditioning).denoised
+            target = teacher(x_lo, t_lo.clamp(min=self.sigma_min), image, encoded=shared,
+                             preconditioning=self.preconditioning).denoised
         target = torch.where((t_lo > 0).reshape(-1, 1, 1, 1), target, x_m)     # t_n = 0 (ECT's r): x^m itself
         l_ct = weight.float() * self.distance(online.denoised, target)         # lambda d
         off = torch.zeros_like(l_ct)

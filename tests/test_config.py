@@ -36,6 +36,16 @@ def _agrees_with_flat(cfg: TrainConfig, flat: dict) -> list[str]:
     return wrong
 
 
+def _with_defaults(stored: dict) -> dict:
+    """A nested stored config with the fields it predates (added since it was written) at their defaults."""
+    full = dataclasses.asdict(TrainConfig())
+    out = {**full, **stored}
+    for name, value in stored.items():
+        if isinstance(value, dict):
+            out[name] = {**full[name], **value}
+    return out
+
+
 def test_train_config_is_small_and_its_groups_default_to_off():
     assert len(dataclasses.fields(TrainConfig)) <= 16
     cfg = TrainConfig()
@@ -62,7 +72,7 @@ def test_shipped_weights_configs_convert(name):
         assert cfg.anchor.weight == stored["anchor"] == 10.0 and cfg.ct.s1 == stored["s1"] == 5
         assert cfg.anchor.logit_scale == stored["anchor_logit_scale"]
     else:
-        assert dataclasses.asdict(cfg) == stored
+        assert dataclasses.asdict(cfg) == _with_defaults(stored)
     # the shipped models are their recipe's preset with the anchored recipe, the recipe's steps and EMA rate
     # (an older build may keep the anchor's logit scale it was built with)
     entry = json.loads((REPO / "ctslib" / "weights" / "registry.json").read_text())[name]
@@ -84,13 +94,16 @@ def test_result_files_flat_configs_convert():
                 continue
             cfg = train_config_from_dict(flat)
             if any(isinstance(flat.get(name), dict) for name in NESTED):    # written after the nested configs
-                assert dataclasses.asdict(cfg) == flat, path.name
+                assert dataclasses.asdict(cfg) == _with_defaults(flat), path.name
             else:
                 assert _agrees_with_flat(cfg, flat) == [], path.name
             seen += 1
     assert seen >= 50
     # a file that predates some fields: they take their defaults
     assert train_config_from_dict({"s1": 5}) == dataclasses.replace(TrainConfig(), ct=dataclasses.replace(TrainConfig().ct, s1=5))
+    nested = dataclasses.asdict(TrainConfig())
+    del nested["ct"]["teacher_signals"]                          # a nested file from before ct.teacher_signals
+    assert train_config_from_dict(nested) == TrainConfig()
 
 
 def test_auto_metric_and_weighting_mean_each_objectives_own():

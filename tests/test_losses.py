@@ -122,3 +122,50 @@ def test_ct_loss_alpha_weights_aux_term():
     beta = tcfg.anchor.weight                     # the tutorial presets carry the anchored recipe
     assert abs(logs1["loss"] - (logs1["loss_ct"] + 10 * logs1["loss_s"] + beta * logs1["loss_anchor"])) < 1e-4 * max(logs1["loss"], 1)
     assert abs(logs0["loss"] - logs0["loss_ct"] - beta * logs0["loss_anchor"]) < 1e-5 * max(logs0["loss"], 1)
+
+
+class _CountingEncoder(nn.Module):
+    """Wraps h; counts its forwards and remembers the features each one returned."""
+
+    def __init__(self, h):
+        super().__init__()
+        self.h, self.calls = h, []
+
+    def forward(self, image):
+        out = self.h(image)
+        self.calls.append(out)
+        return out
+
+
+def test_ct_teacher_takes_the_online_signals_under_stop_gradient():
+    """ct.teacher_signals="online": f^- runs no h of its own and sees the online pass's {e_s} (no gradient to h
+    through the teacher); "target" (the paper, the default) keeps theta^-'s own h forward and its own features."""
+    mcfg, tcfg = preset("test32-lowres-g")
+    img, mask = _batch(mcfg)
+    torch.manual_seed(0)
+    model = CTSModel(mcfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    target = make_copy(model)
+    with torch.no_grad():
+        for p in target.h.parameters():
+            p.add_(0.1 * torch.randn_like(p))   # theta^- != theta, so the two choices give different targets
+    losses = {}
+    for choice in ("target", "online"):
+        cfg = replace(tcfg, ct=replace(tcfg.ct, teacher_signals=choice))
+        model.h, target.h = _CountingEncoder(model.h), _CountingEncoder(target.h)
+        loss, _ = ConsistencyLoss(mcfg, cfg)(model, target, img, mask, step=50, generator=torch.Generator().manual_seed(3))
+        assert len(model.h.calls) == 1 and len(target.h.calls) == (1 if choice == "target" else 0)
+        losses[choice] = loss
+        model.zero_grad()
+        loss.backward()
+        assert all(p.grad is None for p in target.parameters())
+        assert any(p.grad.abs().sum() > 0 for p in model.h.parameters())
+        model.h, target.h = model.h.h, target.h.h
+    assert not torch.equal(losses["target"], losses["online"])
+    # with theta^- = theta the shared features are exactly the target's own: the loss is the same to the bit
+    same = make_copy(model)
+    values = [ConsistencyLoss(mcfg, replace(tcfg, ct=replace(tcfg.ct, teacher_signals=c)))(
+        model, same, img, mask, step=50, generator=torch.Generator().manual_seed(3))[0] for c in ("target", "online")]
+    assert torch.equal(values[0], values[1])

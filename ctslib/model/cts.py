@@ -23,6 +23,7 @@ class CTSOutput:
     denoised: torch.Tensor              # f_theta(x, t), (B,1,H,W), float32
     raw: torch.Tensor                   # F_theta, the network output
     aux_logits: torch.Tensor | None     # logits of y_hat (None for CTS-nM without aux head)
+    encoded: tuple | None = None        # h(x^d) = ({e_s}, logits of y_hat) this pass used (None without h)
 
     @property
     def aux_prob(self) -> torch.Tensor | None:
@@ -100,8 +101,11 @@ class CTSModel(nn.Module):
         sigma64 = sigma.double()
         skip, out, c_in = pre.scalings(sigma64)
         x_in = c_in.to(torch.float32).reshape(-1, 1, 1, 1) * x.float()
+        if encoded is None:
+            encoded = self.encode(image)
         raw, logits = self.network(x_in, image, pre.c_noise(sigma64).float(), encoded)
-        return CTSOutput(denoised=precond.apply_consistency(x, raw, skip, out), raw=raw, aux_logits=logits)
+        return CTSOutput(denoised=precond.apply_consistency(x, raw, skip, out), raw=raw, aux_logits=logits,
+                         encoded=encoded)
 
 
 def count_parameters(model: CTSModel) -> dict[str, int]:
