@@ -117,9 +117,20 @@ def _seed_dice(row: dict, output: str) -> dict[int, float]:
             if (e.get("outputs") or {}).get(output) is not None}
 
 
+def run_preset(result: dict) -> str:
+    """The preset a quality.py run trained: its --preset, or the preset its --model-set options amount to."""
+    from .config import PRESETS, override, preset
+    argv = result.get("argv", [])
+    sets = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model-set"]
+    if not sets:
+        return result["preset"]
+    model = override(preset(result["preset"])[0], sets)
+    return next((name for name, (m, _) in PRESETS.items() if m == model), f"{result['preset']} with {' '.join(sets)}")
+
+
 def equal_compute_rows(path, cts_row: str = "cts_m@anchored") -> list[dict]:
     """CTS-M's one-step sample against the supervised U-Net at equal steps and at equal training seconds, from a
-    quality.py file with an equal-seconds row: what each costs and the per-seed differences, with a verdict
+    quality.py file with an equal-seconds row: what each costs and the per-seed and mean differences, with a verdict
     (every seed above 0: CTS wins; every seed below 0: the U-Net wins; else inconclusive)."""
     import json
     from pathlib import Path
@@ -136,11 +147,12 @@ def equal_compute_rows(path, cts_row: str = "cts_m@anchored") -> list[dict]:
         diffs = [a[s] - b[s] for s in sorted(a) if s in b]
         cost_a, cost_b = cts.get("cost") or {}, row.get("cost") or {}
         out.append({
-            "data": d["data_kind"], "preset": d["preset"], "comparison": name,
+            "data": d["data_kind"], "split": d["split"], "preset": run_preset(d), "CTS-M steps": d["steps"], "comparison": name,
             "CTS-M one-step Dice": f"{100 * np.mean(list(a.values())):.1f}", "U-Net Dice": f"{100 * np.mean(list(b.values())):.1f}",
             "U-Net steps": "/".join(str(e["train"]["steps"]) for e in row.get("per_seed", [])),
             "GFLOP per step (CTS-M / U-Net)": (f"{cost_a['gflop_per_step']['total']:.2f} / {cost_b['gflop_per_step']['total']:.2f}"
                                                if cost_a.get("gflop_per_step") and cost_b.get("gflop_per_step") else "-"),
             "per-seed difference (points)": ", ".join(f"{100 * x:+.1f}" for x in diffs),
+            "mean difference (points)": f"{100 * np.mean(diffs):+.1f}" if diffs else "-",
             "verdict": "agrees" if diffs and min(diffs) > 0 else "disagrees" if diffs and max(diffs) < 0 else "inconclusive"})
     return out

@@ -172,27 +172,6 @@ def test_quality_records_cost_and_an_equal_seconds_supervised_row(tmp_path):
         q.parse_args(["--rows", "supervised", "--equal-seconds", "cts_m"])     # the named row must be trained too
 
 
-def test_step_flops_count_no_teacher_h_when_the_teacher_takes_the_online_signals():
-    """ct.teacher_signals="online": the measured step has one h forward fewer, and the parts still add up."""
-    from dataclasses import replace
-
-    import torch
-
-    from ctslib.config import preset
-    cost, packed = _load("cost"), _load("packed")
-    mcfg, tcfg = preset("test32-lowres-g")
-    data = packed.open_any("phantom:8", "train", mcfg.image_size)
-    own = cost.step_flops("cts_m", mcfg, tcfg, data, torch.device("cpu"))
-    shared = cost.step_flops("cts_m", mcfg, replace(tcfg, ct=replace(tcfg.ct, teacher_signals="online")), data,
-                             torch.device("cpu"))
-    assert shared["parts"]["teacher_h_forward"] == 0 < own["parts"]["teacher_h_forward"]
-    assert shared["total"] == pytest.approx(own["total"] - own["parts"]["teacher_h_forward"])
-    for r in (own, shared):
-        assert sum(r["parts"][k] for k in ("online_g_fwd_bwd", "online_h_fwd_bwd", "teacher_forward")) == \
-            pytest.approx(r["total"])
-    assert shared["parts"]["online_g_fwd_bwd"] == pytest.approx(own["parts"]["online_g_fwd_bwd"])
-
-
 def test_quality_model_set_image_size_opens_the_data_at_that_size(tmp_path):
     """--model-set image_size=N trains and scores at N (the data follow the model), channels stay the data's."""
     out = tmp_path / "quality.json"

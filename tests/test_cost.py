@@ -89,3 +89,41 @@ def test_cost_counts_flops_and_times_a_smaller_g_against_the_supervised_step(tmp
     assert half["parts"]["online_h_fwd_bwd"] == pytest.approx(full["parts"]["online_h_fwd_bwd"])
     assert all(row["cpu_ms_per_step"] > 0 and row["wall_ms_per_step"] > 0 for row in r["rows"])
     assert rows["supervised"]["cpu_ratio_to_supervised"] == 1.0
+
+
+def test_step_flops_count_no_teacher_h_when_the_teacher_takes_the_online_signals():
+    """ct.teacher_signals="online": the measured step has one h forward fewer, and the parts still add up."""
+    cost = _cost()
+    mcfg, tcfg = preset("test32-lowres-g")
+    data = cost.open_any("phantom:8", "train", mcfg.image_size)
+    own = cost.step_flops("cts_m", mcfg, tcfg, data, torch.device("cpu"))
+    shared = cost.step_flops("cts_m", mcfg, replace(tcfg, ct=replace(tcfg.ct, teacher_signals="online")), data,
+                             torch.device("cpu"))
+    assert shared["parts"]["teacher_h_forward"] == 0 < own["parts"]["teacher_h_forward"]
+    assert shared["total"] == pytest.approx(own["total"] - own["parts"]["teacher_h_forward"])
+    for r in (own, shared):
+        assert sum(r["parts"][k] for k in ("online_g_fwd_bwd", "online_h_fwd_bwd", "teacher_forward")) == \
+            pytest.approx(r["total"])
+    assert shared["parts"]["online_g_fwd_bwd"] == pytest.approx(own["parts"]["online_g_fwd_bwd"])
+
+
+def test_equal_compute_rows_compare_seed_by_seed():
+    """paper.equal_compute_rows: the per-seed differences, their mean and the verdict, from a quality.py file."""
+    from ctslib import paper
+    path = REPO / "benchmarks" / "results" / "cost_sweep" / "budget" / "lgg_val_test32-lowres-g_5000.json"
+    d = json.loads(path.read_text())
+    rows = {r["row"]: r for r in d["rows"]}
+    one = {e["seed"]: e["outputs"]["one_step"]["dice_mean"] for e in rows["cts_m"]["per_seed"]}
+    for got in paper.equal_compute_rows(path):
+        other = rows["supervised" if got["comparison"] == "equal steps" else "supervised_same_seconds"]
+        unet = {e["seed"]: e["outputs"]["unet"]["dice_mean"] for e in other["per_seed"]}
+        diffs = [100 * (one[s] - unet[s]) for s in sorted(one)]
+        assert got["per-seed difference (points)"] == ", ".join(f"{x:+.1f}" for x in diffs)
+        assert got["mean difference (points)"] == f"{sum(diffs) / len(diffs):+.1f}"
+        assert got["verdict"] == ("agrees" if min(diffs) > 0 else "disagrees" if max(diffs) < 0 else "inconclusive")
+        assert (got["split"], got["CTS-M steps"], got["data"], got["preset"]) == ("val", 5000, "lgg", "test32-lowres-g")
+    # a run of test32 whose --model-set options make it test32-lowres-g is named so
+    sweep = paper.equal_compute_rows(path.parents[1] / "lgg_val_g16m1e.json")
+    assert {r["preset"] for r in sweep} == {"test32-lowres-g"} and {r["CTS-M steps"] for r in sweep} == {500}
+    assert {r["preset"] for r in paper.equal_compute_rows(path.parents[1] / "lgg_val_g8h.json")} == \
+        {"test32 with denoiser.base=8 denoiser.downscale=2"}
