@@ -1,7 +1,9 @@
 """Configs: TrainConfig's nested groups, the converter for the flat configs of older checkpoints and result files,
 and `override` with dotted and with the older flat field names."""
 import dataclasses
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,13 +75,18 @@ def test_shipped_weights_configs_convert(name):
         assert cfg.anchor.logit_scale == stored["anchor_logit_scale"]
     else:
         assert dataclasses.asdict(cfg) == _with_defaults(stored)
-    # the shipped models are their recipe's preset with the anchored recipe, the recipe's steps and EMA rate
-    # (an older build may keep the anchor's logit scale it was built with)
+    # the shipped models are their recipe's preset with the anchored recipe, the recipe's steps, seed and training
+    # overrides (scripts/build_pretrained.py RECIPES; an older build may keep the anchor's logit scale it was built with)
     entry = json.loads((REPO / "ctslib" / "weights" / "registry.json").read_text())[name]
-    built = preset(entry["preset"])[1]
-    built = dataclasses.replace(built, steps=entry["steps"], ema_rate=cfg.ema_rate, seed=entry["seed"])
+    spec = importlib.util.spec_from_file_location("build_pretrained", REPO / "scripts" / "build_pretrained.py")
+    script = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))   # dataclasses need it there
+    spec.loader.exec_module(script)
+    recipe = script.RECIPES[name]
+    assert (entry["preset"], entry["steps"], entry["seed"]) == (recipe.preset, recipe.steps, recipe.seed)
+    built = dataclasses.replace(preset(recipe.preset)[1], steps=recipe.steps, seed=recipe.seed)
+    built = override(built, list(recipe.train_set))
     assert dataclasses.replace(cfg, anchor=built.anchor) == built
-    assert cfg.anchor.weight == 10.0 and cfg.ema_rate == 0.999
+    assert cfg.anchor.weight == 10.0
 
 
 def test_result_files_flat_configs_convert():
