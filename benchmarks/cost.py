@@ -147,7 +147,7 @@ def step_flops(row: str, mcfg, tcfg, dataset, device) -> dict:
     parts = {}
     probe = copy.deepcopy(model)
     sigma = torch.full((image.shape[0],), model.cfg.sigma_max, device=device)
-    shares_h = tcfg.objective == "ct" and tcfg.ct.teacher_signals == "online"   # f^- reuses the online h(x^d)
+    shares_h = tcfg.teacher_takes_online_signals
     with torch.no_grad():
         encoded = probe.encode(image) if shares_h else None
         parts["teacher_forward"] = _gflop(lambda: probe(torch.randn_like(mask), sigma, image, encoded=encoded))

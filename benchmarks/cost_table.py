@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ctslib.config import override, preset  # noqa: E402
+from ctslib.config import train_config_from_dict  # noqa: E402
+from ctslib.paper import run_model_config  # noqa: E402
 
 EQUAL_ROW = "supervised_same_seconds"
 
@@ -32,11 +33,9 @@ def _pm(mean: float, std: float | None) -> str:
 
 def g_setting(result: dict) -> str:
     """The consistency head g of a run: 'base 16, mult 1, at 1/8 resolution' (its preset with --model-set applied)."""
-    argv = result["argv"]
-    sets = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model-set"]
-    g = override(preset(result["preset"])[0], sets).denoiser
+    g = run_model_config(result).denoiser
     where = "full resolution" if g.downscale == 1 else f"1/{g.downscale} resolution"
-    shared = result.get("train_config", {}).get("ct", {}).get("teacher_signals") == "online"
+    shared = train_config_from_dict(result["train_config"]).teacher_takes_online_signals
     return f"base {g.base}, mult {','.join(map(str, g.mult))}, {where}" + (", teacher on the online h" if shared else "")
 
 

@@ -211,6 +211,11 @@ class TrainConfig:
                       alpha=(0, INF, "[)"), seed=(0, INF, "[)"))
 
     @property
+    def teacher_takes_online_signals(self) -> bool:
+        """Whether the teacher f^- reuses the online pass's h(x^d) (CT with ct.teacher_signals="online")."""
+        return self.objective == "ct" and self.ct.teacher_signals == "online"
+
+    @property
     def objective_config(self) -> CTConfig | ICTConfig | ECTConfig:
         """The nested config of the objective trained: `ct`, `ict` or `ect`."""
         return getattr(self, self.objective)

@@ -130,7 +130,7 @@ class ConsistencyLoss:
         self.masks = mask_coding(train_cfg.released.mask_encoding)    # m -> x^m
         self.alpha, self.seg_loss, self.anchor = train_cfg.alpha, train_cfg.seg_loss, train_cfg.anchor
         self.sigma_min = model_cfg.sigma_min
-        self.share_signals = train_cfg.objective == "ct" and train_cfg.ct.teacher_signals == "online"
+        self.share_signals = train_cfg.teacher_takes_online_signals
         ect_edm = train_cfg.objective == "ect" and train_cfg.ect.edm_precond
         self.preconditioning = EDMPrecond(model_cfg.sigma_data, model_cfg.c_noise) if ect_edm else None  # None: the net's
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .metrics import bootstrap_ci
+from .run_folder import evaluation_points
 
 # Zhang et al., "CTS: A Consistency-Based Medical Image Segmentation Model", Table 1 (brain tumour, %).
 TABLE1_BRAIN = {"CTS-M": {"dice": 91.7, "iou": 83.9}, "CTS-FM": {"dice": 92.1, "iou": 84.0}}
@@ -84,15 +85,9 @@ def claim_row(claim: Claim, here: str, diff: dict) -> dict:
 
 def snapshot_case_dice(run_dir, dataset, limit: int | None = None, device="cpu") -> dict[int, np.ndarray]:
     """{training step: per-case one-step Dice} for every EMA snapshot of a run and its final checkpoint."""
-    from pathlib import Path
-
-    from .checkpoint import build_model_from_checkpoint, load_checkpoint
-    points = {int(p.stem.split("_")[1]): p for p in Path(run_dir).glob("snapshot_*.pt")}
-    final = Path(run_dir) / "ckpt.pt"
-    if final.is_file():
-        points.setdefault(int(load_checkpoint(final)["step"]), final)
+    from .checkpoint import build_model_from_checkpoint
     return {step: case_dice(build_model_from_checkpoint(path)[0], dataset, limit, device=device)["one_step"]
-            for step, path in sorted(points.items())}
+            for step, path in evaluation_points(run_dir).items()}
 
 
 def convergence_claim_rows(fig3: dict[int, np.ndarray], nm: dict[int, np.ndarray], m: dict[int, np.ndarray]) -> list[dict]:
@@ -117,14 +112,25 @@ def _seed_dice(row: dict, output: str) -> dict[int, float]:
             if (e.get("outputs") or {}).get(output) is not None}
 
 
+def run_model_sets(result: dict) -> list[str]:
+    """The --model-set options of a quality.py run (from its argv)."""
+    argv = result.get("argv", [])
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model-set"]
+
+
+def run_model_config(result: dict):
+    """The ModelConfig a quality.py run trained: its --preset's with its --model-set options."""
+    from .config import override, preset
+    return override(preset(result["preset"])[0], run_model_sets(result))
+
+
 def run_preset(result: dict) -> str:
     """The preset a quality.py run trained: its --preset, or the preset its --model-set options amount to."""
-    from .config import PRESETS, override, preset
-    argv = result.get("argv", [])
-    sets = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model-set"]
+    from .config import PRESETS
+    sets = run_model_sets(result)
     if not sets:
         return result["preset"]
-    model = override(preset(result["preset"])[0], sets)
+    model = run_model_config(result)
     return next((name for name, (m, _) in PRESETS.items() if m == model), f"{result['preset']} with {' '.join(sets)}")
 
 
