@@ -25,6 +25,16 @@ def run_files(out: Path) -> list[Path]:
     return files + sorted(out.glob(SNAPSHOTS)) if out.is_dir() else files
 
 
+def evaluation_points(run_dir: str | Path) -> dict[int, Path]:
+    """{training step: file} of a run's EMA snapshots and of its final checkpoint when that is newer (Fig-3 style)."""
+    from .checkpoint import load_checkpoint
+    points = {int(p.stem.split("_")[1]): p for p in Path(run_dir).glob(SNAPSHOTS)}
+    final = Path(run_dir) / CHECKPOINT
+    if final.is_file():
+        points.setdefault(int(load_checkpoint(final)["step"]), final)
+    return dict(sorted(points.items()))
+
+
 def describe_run(out: Path) -> str:
     """'ckpt.pt, log.jsonl, 3 snapshots': what a run folder holds."""
     files = run_files(out)

@@ -21,6 +21,7 @@ import torch
 
 from .data.roots import resolve_data
 from .records import load_record
+from .run_folder import CHECKPOINT, LOG, evaluation_points
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK_NOTE = ("Quick-profile numbers are illustrative only: tiny networks trained for a few hundred CPU steps "
@@ -95,11 +96,11 @@ def figures_dir(out: str | Path) -> Path:
 def same_run(folder: str | Path, model_cfg, train_cfg, data_spec: str) -> bool:
     """Whether ``folder`` holds a finished run of exactly these configs on this data (from its log)."""
     from .logs import read_log
-    log = read_log(Path(folder) / "log.jsonl")
+    log = read_log(Path(folder) / LOG)
     start = next((r for r in log if r.get("event") == "start"), None)
     steps = [r["step"] for r in log if r.get("event") is None and "loss" in r]
     want = json.loads(json.dumps({"model": asdict(model_cfg), "train": asdict(train_cfg)}))
-    return (start is not None and (Path(folder) / "ckpt.pt").is_file() and start.get("data") == data_spec
+    return (start is not None and (Path(folder) / CHECKPOINT).is_file() and start.get("data") == data_spec
             and start.get("model") == want["model"] and start.get("train") == want["train"]
             and bool(steps) and steps[-1] == train_cfg.steps)
 
@@ -122,13 +123,13 @@ def train_live(model_cfg, train_cfg, train_set, val_set, out: str | Path, steps:
     for folder in map(Path, reuse):
         if same_run(folder, model_cfg, train_cfg, data_spec):
             if live:
-                LiveCurves(folder / "log.jsonl").update()
+                LiveCurves(folder / LOG).update()
             print(f"{desc}: reusing the identical finished run in {folder}")
-            return {"step": int(steps), "out": str(folder), "log": str(folder / "log.jsonl"),
-                    "ckpt": str(folder / "ckpt.pt"), "reused": True}
+            return {"step": int(steps), "out": str(folder), "log": str(folder / LOG),
+                    "ckpt": str(folder / CHECKPOINT), "reused": True}
     out = Path(out)
     every = max(1, math.ceil(steps / prof.chunks))
-    board = LiveCurves(out / "log.jsonl") if live else None
+    board = LiveCurves(out / LOG) if live else None
     done, result = 0, {}
     with tqdm(total=steps, desc=desc, unit="step") as bar:
         while done < steps:
@@ -140,7 +141,7 @@ def train_live(model_cfg, train_cfg, train_set, val_set, out: str | Path, steps:
             done = stop
             if board is not None:
                 board.update()
-    return {**result, "log": str(out / "log.jsonl"), "ckpt": str(out / "ckpt.pt"), "reused": False}
+    return {**result, "log": str(out / LOG), "ckpt": str(out / CHECKPOINT), "reused": False}
 
 
 def loss_trend(log_path: str | Path, key: str = "loss", frac: float = 0.25) -> tuple[float, float]:
@@ -169,13 +170,8 @@ def snapshot_scores(run_dir: str | Path, dataset, prof: Profile, device: str = "
     when that is newer, in step order (Fig-3 style), without HD95."""
     from tqdm.auto import tqdm
 
-    from .checkpoint import load_checkpoint
-    points = {int(p.stem.split("_")[1]): p for p in Path(run_dir).glob("snapshot_*.pt")}
-    final = Path(run_dir) / "ckpt.pt"
-    if final.is_file():
-        points.setdefault(int(load_checkpoint(final)["step"]), final)
     rows = []
-    for step, path in tqdm(sorted(points.items()), desc="snapshots"):
+    for step, path in tqdm(evaluation_points(run_dir).items(), desc="snapshots"):
         res = evaluate_checkpoint(path, dataset, prof, device=device, progress=False, hd95=False)
         rows.append({"step": step, **{o: {"dice": r["per_slice"]["dice"]["mean"], "iou": r["per_slice"]["iou"]["mean"],
                                           "dice_per_case": r["per_volume"]["dice"]["mean"]} for o, r in res.items()}})
@@ -188,7 +184,7 @@ def find_run(out: str | Path, notebook: str, run: str, profile_name: str, data: 
     if not rec or rec.get("profile") != profile_name or rec.get("data") != data or not rec.get("runs", {}).get(run):
         return None
     path = Path(rec["runs"][run])
-    return path if (path / "log.jsonl").is_file() and (path / "ckpt.pt").is_file() else None
+    return path if (path / LOG).is_file() and (path / CHECKPOINT).is_file() else None
 
 
 def run_configs(preset_name: str, run: str, in_channels: int):
@@ -244,7 +240,7 @@ def tutorial_model(out: str | Path, profile_name: str, data: str, train_set, val
         fallback = Path(out) / "05_convergence" / "cts_m"
         folder = Path(train_live(model_cfg, train_cfg, train_set, val_set, fallback, n, prof, device, resolve_data(data),
                                  live=False, desc="cts_m", reuse=[fallback])["out"])
-    model, _ = build_model_from_checkpoint(folder / "ckpt.pt")
+    model, _ = build_model_from_checkpoint(folder / CHECKPOINT)
     return model.to(pick_device(device)), folder
 
 

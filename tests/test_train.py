@@ -252,3 +252,17 @@ def test_resume_with_another_model_config_is_a_clear_error(tmp_path):
     _run(tmp_path, steps=3, max_steps=4, resume=True, seed=7)
     starts = [e for e in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if e.get("event") == "start"]
     assert starts[-1]["train_config_changes_on_resume"] == ["seed: 0 -> 7"]
+
+
+def test_evaluation_points_are_the_snapshots_and_a_newer_final_checkpoint(tmp_path):
+    """run_folder.evaluation_points (what notebook 05's Fig-3 curves score): every snapshot by its step, the final
+    ckpt.pt added only when its step has no snapshot, all in step order; an empty folder has none."""
+    from ctslib.run_folder import CHECKPOINT, evaluation_points
+    assert evaluation_points(tmp_path) == {}
+    for step in (20, 5, 10):
+        checkpoint.save_checkpoint(tmp_path / f"snapshot_{step:07d}.pt", {"step": step})
+    checkpoint.save_checkpoint(tmp_path / CHECKPOINT, {"step": 20})
+    points = evaluation_points(tmp_path)
+    assert list(points) == [5, 10, 20] and points[20].name == "snapshot_0000020.pt"
+    checkpoint.save_checkpoint(tmp_path / CHECKPOINT, {"step": 30})
+    assert list(evaluation_points(tmp_path)) == [5, 10, 20, 30] and evaluation_points(tmp_path)[30].name == CHECKPOINT
