@@ -7,7 +7,9 @@ fall-back. Tests ask the ``full_data`` fixture (or ``FULL_DATA`` via ``is_sample
 full-set facts (1,908 LGG slices, 518 DDTI crops, ...) apply; on the sample they check the same
 facts computed from its CSVs.
 """
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,13 @@ def tiny_checkpoint(tmp_path_factory):
             made[spec, seed] = out / "ckpt.pt"
         return made[spec, seed]
     return make
+
+
+@pytest.fixture(scope="session")
+def build_script():
+    """scripts/build_pretrained.py as a module: its RECIPES, scoring and model cards."""
+    spec = importlib.util.spec_from_file_location("build_pretrained", REPO / "scripts" / "build_pretrained.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module            # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module

@@ -1,9 +1,7 @@
 """Configs: TrainConfig's nested groups, the converter for the flat configs of older checkpoints and result files,
 and `override` with dotted and with the older flat field names."""
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -63,7 +61,7 @@ def test_presets_round_trip_through_their_dicts():
 
 
 @pytest.mark.parametrize("name", ["ddti-tiny64", "lgg-tiny64"])
-def test_shipped_weights_configs_convert(name):
+def test_shipped_weights_configs_convert(name, build_script):
     """A checkpoint stores its TrainConfig flat (written before the nested configs: lgg-tiny64) or nested
     (ddti-tiny64); both load to the config the file was trained with."""
     state = torch.load(REPO / "ctslib" / "weights" / f"{name}.pt", map_location="cpu", weights_only=True)
@@ -78,10 +76,7 @@ def test_shipped_weights_configs_convert(name):
     # the shipped models are their recipe's preset with the anchored recipe, the recipe's steps, seed and training
     # overrides (scripts/build_pretrained.py RECIPES; an older build may keep the anchor's logit scale it was built with)
     entry = json.loads((REPO / "ctslib" / "weights" / "registry.json").read_text())[name]
-    spec = importlib.util.spec_from_file_location("build_pretrained", REPO / "scripts" / "build_pretrained.py")
-    script = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))   # dataclasses need it there
-    spec.loader.exec_module(script)
-    recipe = script.RECIPES[name]
+    recipe = build_script.RECIPES[name]
     assert (entry["preset"], entry["steps"], entry["seed"]) == (recipe.preset, recipe.steps, recipe.seed)
     built = dataclasses.replace(preset(recipe.preset)[1], steps=recipe.steps, seed=recipe.seed)
     built = override(built, list(recipe.train_set))

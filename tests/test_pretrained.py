@@ -1,9 +1,7 @@
 """Pretrained checkpoints: loading by name, checksums, compact export, model cards."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,14 +14,6 @@ from ctslib.checkpoint import build_model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _build_script():
-    spec = importlib.util.spec_from_file_location("build_pretrained", REPO / "scripts" / "build_pretrained.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module            # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +69,8 @@ def test_a_corrupt_file_fails_its_checksum_with_one_line(weights, capsys):
         PT.pretrained_path("toy")
 
 
-def test_shipped_checkpoints_load_are_small_and_have_generated_cards():
-    build = _build_script()
+def test_shipped_checkpoints_load_are_small_and_have_generated_cards(build_script):
+    build = build_script
     names = ctslib.pretrained_names()
     assert {"lgg-tiny64", "ddti-tiny64"} <= set(names)
     for name in names:
@@ -102,11 +92,11 @@ def test_shipped_checkpoints_load_are_small_and_have_generated_cards():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["lgg-tiny64", "ddti-tiny64"])
-def test_model_card_scores_are_regenerated_on_the_full_test_split(name, full_data, data_root):
+def test_model_card_scores_are_regenerated_on_the_full_test_split(name, full_data, data_root, build_script):
     """The committed command rescoring the committed file gives the card's numbers (CI: full sets)."""
     if not full_data:
         pytest.skip("the model cards report the full test splits; the in-repo sample cannot check them")
-    build = _build_script()
+    build = build_script
     assert build.check(name, build.RECIPES[name], Path(data_root)) == []
 
 
